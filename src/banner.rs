@@ -1,0 +1,65 @@
+//! The startup summary: where keyrelay listens, and each model with its key labels (never
+//! the keys). In demo mode it ends with a curl line to copy.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+use crate::config::KeySpec;
+
+pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "keyrelay {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut models: Vec<&str> = Vec::new();
+    for k in keys {
+        if !models.contains(&k.model.as_str()) {
+            models.push(&k.model);
+        }
+    }
+    for model in &models {
+        let of_model: Vec<&KeySpec> = keys.iter().filter(|k| k.model == *model).collect();
+        let labels: Vec<String> = of_model
+            .iter()
+            .map(|k| format!("{} ({})", k.label, k.provider.name()))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  model {model}: {} key{}: {}",
+            of_model.len(),
+            if of_model.len() == 1 { "" } else { "s" },
+            labels.join(", ")
+        );
+    }
+    if demo {
+        let model = models.first().copied().unwrap_or("demo-gpt");
+        let _ = writeln!(
+            out,
+            "\ndemo mode: keys are served by the built-in mock provider. Try:\n  \
+             curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' \\\n    \
+             -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello keyrelay\"}}]}}'"
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::demo_keys;
+
+    #[test]
+    fn lists_models_with_counts_and_curl_line() {
+        let keys = demo_keys();
+        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true);
+        assert!(text.contains("listening on http://127.0.0.1:7788"));
+        assert!(text.contains("model demo-gpt: 3 keys"));
+        assert!(text.contains("model demo-fast: 2 keys"));
+        assert!(text.contains("curl -s http://127.0.0.1:7788/v1/chat/completions"));
+        for k in &keys {
+            assert!(!text.contains(k.api_key.expose()));
+        }
+    }
+}

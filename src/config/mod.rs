@@ -1,0 +1,165 @@
+//! Configuration: command-line options and the key list, validated before anything starts.
+//!
+//! The environment is read in exactly one place (`KeySource::from_env`), so tests build a
+//! `KeySource` directly instead of mutating the process environment.
+
+mod keys;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use keys::{KeySpec, parse_keys};
+
+use crate::cli::Cli;
+use crate::provider::Provider;
+use crate::secret::Secret;
+
+/// Where the key list comes from: the two environment variables, as the user set them.
+#[derive(Debug, Default, Clone)]
+pub struct KeySource {
+    /// The JSON text of `LLM_KEYS`, wrapped because it contains every key.
+    pub inline: Option<Secret>,
+    /// The path in `LLM_KEYS_FILE`.
+    pub file: Option<PathBuf>,
+}
+
+impl KeySource {
+    pub fn from_env() -> Self {
+        Self {
+            inline: std::env::var("LLM_KEYS").ok().map(Secret::new),
+            file: std::env::var_os("LLM_KEYS_FILE").map(PathBuf::from),
+        }
+    }
+}
+
+/// Everything the server needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub keys: Vec<KeySpec>,
+    pub demo: bool,
+    pub upstream: UpstreamOptions,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamOptions {
+    pub connect_timeout: Duration,
+    /// Time from sending the request to the upstream's response head.
+    pub first_byte_timeout: Duration,
+    /// PEM file with extra root certificates to trust, beside the built-in Mozilla roots.
+    pub extra_roots: Option<PathBuf>,
+}
+
+impl Config {
+    /// Builds the configuration, reporting every problem found, one per line.
+    pub fn load(cli: &Cli, source: KeySource) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let keys = if cli.demo {
+            demo_keys()
+        } else {
+            match load_keys(&source) {
+                Ok(keys) => keys,
+                Err(mut p) => {
+                    problems.append(&mut p);
+                    Vec::new()
+                }
+            }
+        };
+        let listen = match format!("{}:{}", bracket_v6(&cli.host), cli.port).parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                problems.push(format!(
+                    "--host/KEYRELAY_HOST {:?} is not an IP address",
+                    cli.host
+                ));
+                None
+            }
+        };
+        if let Some(path) = &cli.ca_file
+            && !path.is_file()
+        {
+            problems.push(format!("--ca-file {}: no such file", path.display()));
+        }
+        match listen {
+            Some(listen) if problems.is_empty() => Ok(Config {
+                listen,
+                keys,
+                demo: cli.demo,
+                upstream: UpstreamOptions {
+                    connect_timeout: Duration::from_secs_f64(cli.connect_timeout),
+                    first_byte_timeout: Duration::from_secs_f64(cli.first_byte_timeout),
+                    extra_roots: cli.ca_file.clone(),
+                },
+                max_body_bytes: cli.max_body,
+            }),
+            _ => Err(ConfigError(problems)),
+        }
+    }
+}
+
+fn bracket_v6(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+fn load_keys(source: &KeySource) -> Result<Vec<KeySpec>, Vec<String>> {
+    match (&source.inline, &source.file) {
+        (Some(_), Some(_)) => Err(vec![
+            "both LLM_KEYS and LLM_KEYS_FILE are set; set exactly one".into(),
+        ]),
+        (None, None) => Err(vec![
+            "no keys configured: set LLM_KEYS to a JSON array of {\"api_key\", \"model\", \"provider\"} \
+             objects, or LLM_KEYS_FILE to a file containing one (or run with --demo)"
+                .into(),
+        ]),
+        (Some(text), None) => parse_keys(text.expose(), "LLM_KEYS"),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![format!("LLM_KEYS_FILE {}: cannot read: {e}", path.display())]
+            })?;
+            parse_keys(&text, "LLM_KEYS_FILE")
+        }
+    }
+}
+
+/// The built-in key set of `--demo`: two models served by the in-process mock provider, so
+/// rotation can be watched in the logs without any real key.
+pub fn demo_keys() -> Vec<KeySpec> {
+    let key = |model: &str, n: usize| KeySpec {
+        provider: Provider::Mock,
+        model: model.to_owned(),
+        upstream_model: model.to_owned(),
+        base_url: String::new(),
+        api_key: Secret::new(format!("demo-key-{model}-{n}")),
+        label: format!("{model}-key-{n}"),
+        max_tokens: None,
+    };
+    vec![
+        key("demo-gpt", 1),
+        key("demo-gpt", 2),
+        key("demo-gpt", 3),
+        key("demo-fast", 1),
+        key("demo-fast", 2),
+    ]
+}
+
+/// All configuration problems, each naming where it is.
+#[derive(Debug)]
+pub struct ConfigError(pub Vec<String>);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "invalid configuration:")?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}

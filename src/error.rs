@@ -1,0 +1,100 @@
+//! Errors that keyrelay itself answers with, and their one mapping to HTTP.
+//!
+//! Upstream errors are not here: those pass through to the client as the upstream sent them.
+
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+use crate::provider::Provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    InvalidRequest {
+        message: String,
+        param: Option<&'static str>,
+    },
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge { limit: usize },
+    #[error("The model `{model}` does not exist or has no keys configured in keyrelay.")]
+    ModelNotFound { model: String },
+    #[error("Provider `{}` is not supported yet for model `{model}`.", provider.name())]
+    ProviderNotImplemented { provider: Provider, model: String },
+    #[error("The upstream for key `{key}` could not be reached: {detail}")]
+    UpstreamUnreachable { key: String, detail: String },
+    #[error("The upstream for key `{key}` did not {what} within {seconds} s.")]
+    UpstreamTimeout {
+        key: String,
+        what: &'static str,
+        seconds: f64,
+    },
+    #[error("Unknown path {path}.")]
+    NotFound { path: String },
+    #[error("Method {method} is not allowed on this path.")]
+    MethodNotAllowed { method: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::ProviderNotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
+            ApiError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// `(type, code, param)` of the OpenAI error envelope.
+    fn openai_fields(&self) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+        match self {
+            ApiError::InvalidRequest { param, .. } => ("invalid_request_error", None, *param),
+            ApiError::BodyTooLarge { .. } => {
+                ("invalid_request_error", Some("request_too_large"), None)
+            }
+            ApiError::ModelNotFound { .. } => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model"),
+            ),
+            ApiError::NotFound { .. } => ("invalid_request_error", Some("unknown_url"), None),
+            ApiError::MethodNotAllowed { .. } => {
+                ("invalid_request_error", Some("method_not_allowed"), None)
+            }
+            ApiError::ProviderNotImplemented { .. } => (
+                "server_error",
+                Some("provider_not_implemented"),
+                Some("model"),
+            ),
+            ApiError::UpstreamUnreachable { .. } => {
+                ("server_error", Some("upstream_unreachable"), None)
+            }
+            ApiError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout"), None),
+        }
+    }
+
+    /// The OpenAI error envelope: all four keys present, as the spec requires.
+    pub fn openai_body(&self) -> serde_json::Value {
+        let (kind, code, param) = self.openai_fields();
+        json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), axum::Json(self.openai_body())).into_response()
+    }
+}
+
+/// Client-supplied text that ends up in an error message is cut short, so an error can
+/// never be used to reflect an arbitrarily large payload.
+pub fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 200;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}

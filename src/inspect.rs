@@ -1,0 +1,188 @@
+//! Request inspection: find `model` and `stream` in a Chat Completions body without building
+//! a JSON tree, and rewrite `model` in place when the upstream knows the model by another name.
+//!
+//! serde_json skips every other field while still validating it, so malformed JSON, invalid
+//! UTF-8 and duplicate keys are all rejected here, before any key is touched.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What the proxy needs to know about a chat request.
+#[derive(Debug)]
+pub struct ChatRequest {
+    pub model: String,
+    pub stream: bool,
+    /// Byte range of the `model` value (quotes included) in the body.
+    model_span: Range<usize>,
+}
+
+/// Why a body is not a usable chat request; the message names the problem for the client.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidRequest {
+    pub message: String,
+    pub param: Option<&'static str>,
+}
+
+#[derive(Deserialize)]
+struct Probe<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    stream: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Option<&'a RawValue>,
+}
+
+impl ChatRequest {
+    pub fn parse(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
+        let invalid = |message: String, param| Err(InvalidRequest { message, param });
+        let Ok(text) = std::str::from_utf8(body) else {
+            return invalid("The request body is not valid UTF-8.".into(), None);
+        };
+        match text.trim_start().as_bytes().first() {
+            Some(b'{') => {}
+            None => {
+                return invalid(
+                    "The request body is empty; expected a JSON object.".into(),
+                    None,
+                );
+            }
+            Some(_) => return invalid("The request body must be a JSON object.".into(), None),
+        }
+        let probe: Probe = match serde_json::from_str(text) {
+            Ok(p) => p,
+            Err(e) => {
+                return invalid(
+                    format!("We could not parse the JSON body of your request: {e}"),
+                    None,
+                );
+            }
+        };
+        let Some(model_raw) = probe.model else {
+            return invalid("Missing required parameter: 'model'.".into(), Some("model"));
+        };
+        let Ok(model) = serde_json::from_str::<String>(model_raw.get()) else {
+            return invalid(
+                "Invalid type for 'model': expected a string.".into(),
+                Some("model"),
+            );
+        };
+        if model.is_empty() {
+            return invalid("Invalid 'model': empty string.".into(), Some("model"));
+        }
+        match probe.messages.map(|m| m.get().as_bytes()[0]) {
+            None => {
+                return invalid(
+                    "Missing required parameter: 'messages'.".into(),
+                    Some("messages"),
+                );
+            }
+            Some(b'[') => {}
+            Some(_) => {
+                return invalid(
+                    "Invalid type for 'messages': expected an array.".into(),
+                    Some("messages"),
+                );
+            }
+        }
+        let stream = match probe.stream.map(RawValue::get) {
+            None | Some("null") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return invalid(
+                    "Invalid type for 'stream': expected a boolean.".into(),
+                    Some("stream"),
+                );
+            }
+        };
+        // The raw value borrows from `text`, so its address locates it in the body.
+        let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        Ok(ChatRequest {
+            model,
+            stream,
+            model_span: start..start + model_raw.get().len(),
+        })
+    }
+
+    /// The body with `model` replaced by `new_model`, everything else byte-for-byte.
+    pub fn with_model(&self, body: &Bytes, new_model: &str) -> Bytes {
+        let quoted = serde_json::to_string(new_model).unwrap_or_default();
+        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
+        out.extend_from_slice(&body[..self.model_span.start]);
+        out.extend_from_slice(quoted.as_bytes());
+        out.extend_from_slice(&body[self.model_span.end..]);
+        out.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> InvalidRequest {
+        ChatRequest::parse(body.as_bytes()).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn finds_model_and_stream_anywhere() {
+        let body = r#"{"messages":[{"role":"user","content":"{\"model\":\"x\"}"}],"stream":true,"model":"gpt-4o"}"#;
+        let req = ChatRequest::parse(body.as_bytes()).expect("valid");
+        assert_eq!(req.model, "gpt-4o");
+        assert!(req.stream);
+        let req =
+            ChatRequest::parse(br#"{"model":"m","messages":[],"stream":null}"#).expect("valid");
+        assert!(!req.stream);
+    }
+
+    #[test]
+    fn rewrites_only_the_model_value() {
+        let body = Bytes::from_static(
+            br#"{ "model" :  "alias" , "messages":[{"content":"model alias"}]}"#,
+        );
+        let req = ChatRequest::parse(&body).expect("valid");
+        let out = req.with_model(&body, "real\"id");
+        assert_eq!(
+            &out[..],
+            br#"{ "model" :  "real\"id" , "messages":[{"content":"model alias"}]}"#
+        );
+    }
+
+    #[test]
+    fn escaped_model_names_are_decoded() {
+        let req = ChatRequest::parse(br#"{"model":"gpt\u002d4o","messages":[]}"#).expect("valid");
+        assert_eq!(req.model, "gpt-4o");
+    }
+
+    #[test]
+    fn bad_bodies_name_the_problem() {
+        assert!(err("").message.contains("empty"));
+        assert!(err("[1]").message.contains("JSON object"));
+        assert!(
+            err(r#"{"model": "m", "messages": [}"#)
+                .message
+                .contains("could not parse")
+        );
+        assert_eq!(err(r#"{"messages": []}"#).param, Some("model"));
+        assert_eq!(err(r#"{"model": 4, "messages": []}"#).param, Some("model"));
+        assert_eq!(err(r#"{"model": "m"}"#).param, Some("messages"));
+        assert_eq!(
+            err(r#"{"model": "m", "messages": {}}"#).param,
+            Some("messages")
+        );
+        assert_eq!(
+            err(r#"{"model": "m", "messages": [], "stream": "yes"}"#).param,
+            Some("stream")
+        );
+        assert!(
+            err(r#"{"model": "a", "model": "b", "messages": []}"#)
+                .message
+                .contains("duplicate")
+        );
+        let invalid_utf8 =
+            ChatRequest::parse(b"{\"model\":\"\xff\",\"messages\":[]}").expect_err("bad");
+        assert!(invalid_utf8.message.contains("UTF-8"));
+    }
+}

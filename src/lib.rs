@@ -1,0 +1,26 @@
+//! keyrelay: an LLM proxy that rotates many API keys per model, round-robin.
+//!
+//! Layout:
+//! - `cli`: command-line options (each also an environment variable).
+//! - `config`: `LLM_KEYS` parsing and validation, and the validated `Config`.
+//! - `provider`: the closed set of providers, their default URLs and wire families.
+//! - `secret`: the redacting wrapper every key and token lives in.
+//! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
+//! - `inspect`: finds `model`/`stream` in a request body without building a tree.
+//! - `server`: the listener, routes and thin endpoint handlers.
+//! - `upstream`: the shared HTTP client, header rules, one module per wire family.
+//! - `mock`: the in-process `mock` provider and the mock upstream server for tests.
+//! - `error`: keyrelay's own errors and their single mapping to HTTP responses.
+//! - `banner`: the startup summary.
+
+pub mod banner;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod mock;
+pub mod pool;
+pub mod provider;
+pub mod secret;
+pub mod server;
+pub mod upstream;

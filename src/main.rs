@@ -1,0 +1,84 @@
+//! The `keyrelay` binary: parse options, load and validate the config, start logging, serve.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyrelay::cli::Cli;
+use keyrelay::config::{Config, KeySource};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli, KeySource::from_env()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("keyrelay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if cli.demo && KeySource::from_env().inline.is_some() {
+        tracing::warn!("--demo ignores LLM_KEYS and serves the built-in mock key set");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("keyrelay: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyrelay: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    #[expect(clippy::print_stdout, reason = "the banner is the program's output")]
+    {
+        print!(
+            "{}",
+            keyrelay::banner::render(addr, &config.keys, config.demo)
+        );
+    }
+    keyrelay::server::run(&config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: no new connections; waiting for open requests");
+}

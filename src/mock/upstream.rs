@@ -1,0 +1,329 @@
+//! A mock upstream server speaking the OpenAI wire format over HTTP (or HTTPS), with
+//! behaviour chosen per key, for the integration tests, the SDK tests and the benchmarks.
+//!
+//! Behaviour comes from a per-key script set by tests (`script`), or, for use from the
+//! command line, from the key itself: a key containing `status-429` answers 429, one
+//! containing `delay-250` waits 250 ms before answering.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, Uri};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use super::openai::{self, MockBody, MockResponse};
+use crate::server::listener;
+
+/// What the mock does for one request made with a given key.
+#[derive(Clone, Debug)]
+pub enum Behavior {
+    /// Answer with this status, an OpenAI error envelope and these extra headers.
+    Fail {
+        status: u16,
+        headers: Vec<(String, String)>,
+    },
+    /// Wait this long before sending the response head.
+    DelayHeaders(Duration),
+    /// Stream: send the first frame, then wait for the gate before sending the rest.
+    HoldAfterFirstChunk(Arc<Notify>),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct MockOptions {
+    /// Pause between stream frames.
+    pub chunk_delay: Duration,
+    /// Keep every request (headers and body) for inspection by tests.
+    pub record: bool,
+    /// When set, any other key is answered with OpenAI's 401 `invalid_api_key`.
+    pub valid_keys: Option<Vec<String>>,
+}
+
+/// A request as the mock received it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub path: String,
+    pub key: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct Shared {
+    opts: MockOptions,
+    hits: Mutex<HashMap<String, u64>>,
+    scripts: Mutex<HashMap<String, VecDeque<Behavior>>>,
+    requests: Mutex<Vec<Recorded>>,
+}
+
+/// A running mock upstream; it stops when dropped.
+pub struct MockUpstream {
+    addr: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MockUpstream {
+    /// Starts on an ephemeral loopback port.
+    pub async fn start(opts: MockOptions) -> std::io::Result<MockUpstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Ok(Self::serve(listener, opts, None))
+    }
+
+    /// Serves on `listener`, over TLS when `tls` is given.
+    pub fn serve(
+        listener: TcpListener,
+        opts: MockOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> MockUpstream {
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let shared = Arc::new(Shared {
+            opts,
+            ..Default::default()
+        });
+        let is_tls = tls.is_some();
+        let app = router(shared.clone());
+        let task = tokio::spawn(listener::serve(
+            listener,
+            app,
+            tls,
+            std::future::pending(),
+            Duration::from_secs(30),
+        ));
+        MockUpstream {
+            addr,
+            tls: is_tls,
+            shared,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL an OpenAI SDK (or an `LLM_KEYS` entry) would use: `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}/v1", self.addr)
+    }
+
+    /// Queues behaviours for the next requests made with `key`, one per request.
+    pub fn script(&self, key: &str, behaviors: impl IntoIterator<Item = Behavior>) {
+        lock(&self.shared.scripts)
+            .entry(key.to_owned())
+            .or_default()
+            .extend(behaviors);
+    }
+
+    /// Requests received per key (an empty string for requests without one).
+    pub fn hits(&self) -> HashMap<String, u64> {
+        lock(&self.shared.hits).clone()
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        lock(&self.shared.requests).clone()
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(shared)
+}
+
+async fn models() -> Response {
+    axum::Json(json!({"object": "list", "data": [
+        {"id": "mock-model", "object": "model", "created": 0, "owned_by": "keyrelay-mock"}
+    ]}))
+    .into_response()
+}
+
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let key_name = key.clone().unwrap_or_default();
+    *lock(&shared.hits).entry(key_name.clone()).or_default() += 1;
+    if shared.opts.record {
+        lock(&shared.requests).push(Recorded {
+            path: uri.path().to_owned(),
+            key: key.clone(),
+            headers: headers.clone(),
+            body: body.clone(),
+        });
+    }
+
+    let Some(key) = key else {
+        return to_response(
+            MockResponse::error(
+                StatusCode::UNAUTHORIZED,
+                "You didn't provide an API key. You need to provide your API key in an Authorization header \
+                 using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+            None,
+            Duration::ZERO,
+        );
+    };
+    if let Some(valid) = &shared.opts.valid_keys
+        && !valid.contains(&key)
+    {
+        // OpenAI echoes a masked form of the rejected key; so does the mock.
+        let shown: String = key.chars().take(3).chain("****".chars()).collect();
+        return to_response(
+            MockResponse::error(
+                StatusCode::UNAUTHORIZED,
+                &format!(
+                    "Incorrect API key provided: {shown}. You can find your API key at https://platform.openai.com/account/api-keys."
+                ),
+                "invalid_request_error",
+                None,
+                Some("invalid_api_key"),
+            ),
+            None,
+            Duration::ZERO,
+        );
+    }
+
+    let scripted = lock(&shared.scripts)
+        .get_mut(&key)
+        .and_then(VecDeque::pop_front);
+    let mut gate = None;
+    match scripted.or_else(|| behavior_from_key(&key)) {
+        Some(Behavior::Fail { status, headers }) => return fail(status, &headers),
+        Some(Behavior::DelayHeaders(d)) => tokio::time::sleep(d).await,
+        Some(Behavior::HoldAfterFirstChunk(g)) => gate = Some(g),
+        None => {}
+    }
+    to_response(
+        openai::chat_completions(&body),
+        gate,
+        shared.opts.chunk_delay,
+    )
+}
+
+/// `…status-429…` and `…delay-250…` in a key choose a behaviour without any scripting.
+fn behavior_from_key(key: &str) -> Option<Behavior> {
+    let number_after = |tag: &str| {
+        let rest = &key[key.find(tag)? + tag.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().ok()
+    };
+    if let Some(status) = number_after("status-").and_then(|s| u16::try_from(s).ok()) {
+        return Some(Behavior::Fail {
+            status,
+            headers: Vec::new(),
+        });
+    }
+    number_after("delay-").map(|ms| Behavior::DelayHeaders(Duration::from_millis(ms)))
+}
+
+fn fail(status: u16, headers: &[(String, String)]) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (kind, code) = match status.as_u16() {
+        429 => ("requests", Some("rate_limit_exceeded")),
+        401 => ("invalid_request_error", Some("invalid_api_key")),
+        400..=499 => ("invalid_request_error", None),
+        _ => ("server_error", None),
+    };
+    let message = format!("Mock upstream failure with status {}.", status.as_u16());
+    let mut resp = to_response(
+        MockResponse::error(status, &message, kind, None, code),
+        None,
+        Duration::ZERO,
+    );
+    for (name, value) in headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::try_from(name.as_str()),
+            HeaderValue::try_from(value.as_str()),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
+}
+
+fn to_response(resp: MockResponse, gate: Option<Arc<Notify>>, delay: Duration) -> Response {
+    let mut out = match resp.body {
+        MockBody::Sse(frames) if gate.is_some() || !delay.is_zero() => {
+            let stream = futures_util::stream::unfold(
+                (frames.into_iter(), 0usize),
+                move |(mut frames, sent)| {
+                    let gate = gate.clone();
+                    async move {
+                        let frame = frames.next()?;
+                        if sent == 1
+                            && let Some(g) = gate
+                        {
+                            g.notified().await;
+                        }
+                        if sent > 0 && !delay.is_zero() {
+                            tokio::time::sleep(delay).await;
+                        }
+                        Some((Ok::<Bytes, Infallible>(frame), (frames, sent + 1)))
+                    }
+                },
+            );
+            let mut r = Response::new(Body::from_stream(stream));
+            *r.status_mut() = resp.status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            r
+        }
+        _ => super::into_response(resp),
+    };
+    let h = out.headers_mut();
+    h.insert("x-request-id", HeaderValue::from_static("req_mock"));
+    h.insert("openai-processing-ms", HeaderValue::from_static("1"));
+    h.insert(
+        "x-ratelimit-limit-requests",
+        HeaderValue::from_static("5000"),
+    );
+    h.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from_static("4999"),
+    );
+    h.insert(
+        "x-ratelimit-reset-requests",
+        HeaderValue::from_static("12ms"),
+    );
+    out
+}

@@ -1,0 +1,87 @@
+//! The HTTP front: routes, shared state, and the handlers (one module per endpoint).
+
+mod chat;
+pub mod listener;
+mod models;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::error::{ApiError, truncate_for_message};
+use crate::pool::KeyPool;
+use crate::upstream::UpstreamClient;
+
+/// Everything a request needs, built once at startup and shared read-only.
+pub struct AppState {
+    pub keys: KeyPool,
+    pub client: UpstreamClient,
+    pub max_body_bytes: usize,
+    /// The `/v1/models` answer, rendered once.
+    models_body: bytes::Bytes,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> anyhow::Result<AppState> {
+        let keys = KeyPool::new(config.keys.clone());
+        let models_body = models::render(&keys);
+        Ok(AppState {
+            client: UpstreamClient::new(&config.upstream)?,
+            keys,
+            max_body_bytes: config.max_body_bytes,
+            models_body,
+        })
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(models::list))
+        .route("/models", get(models::list))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// Runs the proxy on `listener` until `shutdown` completes.
+pub async fn run(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let state = Arc::new(AppState::new(config)?);
+    listener::serve(
+        listener,
+        router(state),
+        None,
+        shutdown,
+        Duration::from_secs(30),
+    )
+    .await;
+    Ok(())
+}
+
+async fn health() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound {
+        path: truncate_for_message(req.uri().path()),
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: truncate_for_message(req.method().as_str()),
+    }
+}
