@@ -5,7 +5,7 @@
 
 mod keys;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -67,16 +67,16 @@ impl Config {
                 }
             }
         };
-        let listen = match format!("{}:{}", bracket_v6(&cli.host), cli.port).parse() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                problems.push(format!(
-                    "--host/KEYRELAY_HOST {:?} is not an IP address",
-                    cli.host
-                ));
-                None
-            }
+        let listen = match (cli.host.as_str(), cli.port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.next(),
+            Err(_) => None,
         };
+        if listen.is_none() {
+            problems.push(format!(
+                "--host/KEYRELAY_HOST {:?} is not an IP address or a resolvable host name",
+                cli.host
+            ));
+        }
         if let Some(path) = &cli.ca_file
             && !path.is_file()
         {
@@ -96,14 +96,6 @@ impl Config {
             }),
             _ => Err(ConfigError(problems)),
         }
-    }
-}
-
-fn bracket_v6(host: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
     }
 }
 

@@ -154,8 +154,14 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
         .route("/v1/models", get(models))
+        // For tests in other languages, which cannot call `MockUpstream::hits`.
+        .route("/_mock/hits", get(hits))
         .layer(DefaultBodyLimit::disable())
         .with_state(shared)
+}
+
+async fn hits(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(lock(&shared.hits).clone()).into_response()
 }
 
 async fn models() -> Response {

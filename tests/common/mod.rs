@@ -1,0 +1,102 @@
+//! Test harness: keyrelay in-process on an ephemeral port, in front of mock upstreams.
+#![allow(dead_code, unused_imports, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+
+use clap::Parser;
+use keyrelay::cli::Cli;
+use keyrelay::config::{Config, KeySource};
+use keyrelay::secret::Secret;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use keyrelay::mock::upstream::{Behavior, MockOptions, MockUpstream};
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Proxy {
+    /// Starts keyrelay with `keys` as `LLM_KEYS` and extra command-line options.
+    pub async fn start(keys: &Value, args: &[&str]) -> Proxy {
+        let mut argv = vec!["keyrelay", "--port", "0"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let source = KeySource {
+            inline: Some(Secret::new(keys.to_string())),
+            file: None,
+        };
+        let config = Config::load(&cli, source).unwrap();
+        let listener = TcpListener::bind(config.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            keyrelay::server::run(&config, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Proxy {
+            addr,
+            stop: Some(stop),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn chat(&self, body: &Value) -> reqwest::Response {
+        client()
+            .post(self.url("/v1/chat/completions"))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// An `LLM_KEYS` entry for an OpenAI key served by `mock`.
+pub fn openai_key(mock: &MockUpstream, model: &str, key: &str) -> Value {
+    json!({"api_key": key, "model": model, "provider": "openai", "base_url": mock.base_url(), "name": key})
+}
+
+pub fn chat_body(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+pub async fn recording_mock() -> MockUpstream {
+    MockUpstream::start(MockOptions {
+        record: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Asserts an OpenAI error envelope with all four keys and returns it.
+pub async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.unwrap();
+    let err = &body["error"];
+    for field in ["message", "type", "param", "code"] {
+        assert!(err.get(field).is_some(), "missing {field} in {body}");
+    }
+    assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+    body
+}
