@@ -10,6 +10,7 @@
 //! - `server`: the listener, routes and thin endpoint handlers.
 //! - `upstream`: the shared HTTP client, header rules, one module per wire family.
 //! - `mock`: the in-process `mock` provider and the mock upstream server for tests.
+//! - `translate`: OpenAI ⇄ Anthropic translation, pure functions and stream state machines.
 //! - `error`: keyrelay's own errors and their single mapping to HTTP responses.
 //! - `banner`: the startup summary.
 
@@ -23,4 +24,5 @@ pub mod pool;
 pub mod provider;
 pub mod secret;
 pub mod server;
+pub mod translate;
 pub mod upstream;

@@ -1,0 +1,1 @@
+//! See `translate` module docs.
