@@ -1,7 +1,9 @@
 //! The `mock` provider: OpenAI-compatible answers produced locally, for demo mode, load
 //! tests and the project's own test upstream. No network, no key needed.
 
+pub mod anthropic;
 pub mod openai;
+pub mod reply;
 pub mod upstream;
 
 use std::convert::Infallible;

@@ -11,6 +11,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
+use super::reply::{self, Conversation, Finish, Outcome};
+
 /// What the mock answers: a complete JSON body, or the frames of an SSE stream.
 #[derive(Debug)]
 pub enum MockBody {
@@ -78,34 +80,82 @@ pub fn chat_completions(body: &[u8]) -> MockResponse {
     if let Err(resp) = validate(&req) {
         return resp;
     }
-    let model = req["model"].as_str().unwrap_or_default();
-    let reply = Reply::for_request(&req);
-    let n = req.get("n").and_then(Value::as_u64).unwrap_or(1);
-    let id = format!("chatcmpl-mock{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    let created = unix_now();
-
+    let conversation = conversation(&req);
+    let outcome = reply::answer(&conversation);
+    let answer = Answer {
+        id: format!("chatcmpl-mock{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+        created: unix_now(),
+        model: req["model"].as_str().unwrap_or_default().to_owned(),
+        n: req.get("n").and_then(Value::as_u64).unwrap_or(1),
+        prompt_tokens: conversation.prompt_tokens,
+        outcome,
+    };
     if req.get("stream") == Some(&Value::Bool(true)) {
         let include_usage =
             req.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-        let frames = reply.stream(&id, created, model, n, include_usage);
         return MockResponse {
             status: StatusCode::OK,
-            body: MockBody::Sse(frames),
+            body: MockBody::Sse(answer.stream(include_usage)),
         };
     }
-    let choices: Vec<Value> = (0..n)
-        .map(|i| {
-            json!({"index": i, "message": {"role": "assistant", "content": reply.text(), "refusal": null},
-                   "logprobs": null, "finish_reason": reply.finish_reason})
-        })
-        .collect();
-    let body = json!({
-        "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": choices, "usage": reply.usage(n), "service_tier": "default", "system_fingerprint": "fp_mock",
-    });
     MockResponse {
         status: StatusCode::OK,
-        body: MockBody::Json(Bytes::from(body.to_string())),
+        body: MockBody::Json(Bytes::from(answer.completion().to_string())),
+    }
+}
+
+/// What the reply depends on, read from an OpenAI request.
+fn conversation(req: &Value) -> Conversation {
+    let messages = req["messages"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    // The trailing run of tool messages, if the conversation ends with tool results.
+    let tool_results: Vec<String> = messages
+        .iter()
+        .rev()
+        .take_while(|m| m["role"] == "tool")
+        .map(|m| content_text(&m["content"]))
+        .collect();
+    let last_user_text = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| content_text(&m["content"]))
+        .unwrap_or_default();
+    let tool_choice_none = req.get("tool_choice") == Some(&json!("none"));
+    let tool = req
+        .pointer("/tools/0/function")
+        .filter(|_| !tool_choice_none)
+        .and_then(|f| {
+            let name = f.get("name")?.as_str()?.to_owned();
+            Some((
+                name,
+                f.get("parameters").cloned().unwrap_or_else(|| json!({})),
+            ))
+        });
+    let stop = match req.get("stop") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    };
+    Conversation {
+        last_user_text,
+        tool_result: (!tool_results.is_empty())
+            .then(|| tool_results.into_iter().rev().collect::<Vec<_>>().join(" ")),
+        tool,
+        max_tokens: ["max_completion_tokens", "max_tokens"]
+            .iter()
+            .find_map(|f| req.get(*f).and_then(Value::as_u64)),
+        stop,
+        prompt_tokens: messages
+            .iter()
+            .map(|m| reply::count_tokens(&content_text(&m["content"])) + 3)
+            .sum(),
     }
 }
 
@@ -276,59 +326,34 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// The deterministic answer: "You said: <last user message>", one word per stream chunk,
-/// cut at `max_completion_tokens`/`max_tokens` words (then `finish_reason` is `length`).
-struct Reply {
-    words: Vec<String>,
-    finish_reason: &'static str,
+/// One rendered answer: the same outcome as a completion or as stream frames.
+struct Answer {
+    id: String,
+    created: u64,
+    model: String,
+    n: u64,
     prompt_tokens: u64,
+    outcome: Outcome,
 }
 
-impl Reply {
-    fn for_request(req: &Value) -> Reply {
-        let messages = req["messages"]
-            .as_array()
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let last_user = messages
-            .iter()
-            .rev()
-            .find(|m| m["role"] == "user")
-            .map(|m| content_text(&m["content"]))
-            .unwrap_or_default();
-        let text = if last_user.trim().is_empty() {
-            "You said nothing.".to_owned()
-        } else {
-            format!("You said: {}", last_user.trim())
-        };
-        let mut words: Vec<String> = text.split_inclusive(' ').map(str::to_owned).collect();
-        let limit = ["max_completion_tokens", "max_tokens"]
-            .iter()
-            .find_map(|f| req.get(*f).and_then(Value::as_u64));
-        let mut finish_reason = "stop";
-        if let Some(limit) = limit.and_then(|l| usize::try_from(l).ok())
-            && limit < words.len()
-        {
-            words.truncate(limit);
-            finish_reason = "length";
-        }
-        let prompt_tokens = messages
-            .iter()
-            .map(|m| content_text(&m["content"]).split_whitespace().count() as u64 + 3)
-            .sum();
-        Reply {
-            words,
-            finish_reason,
-            prompt_tokens,
+impl Answer {
+    fn finish_reason(&self) -> &'static str {
+        match &self.outcome {
+            Outcome::ToolCall { .. } => "tool_calls",
+            Outcome::Text {
+                finish: Finish::Length,
+                ..
+            } => "length",
+            Outcome::Text { .. } => "stop",
         }
     }
 
-    fn text(&self) -> String {
-        self.words.concat()
+    fn tool_call_id(&self, choice: u64) -> String {
+        format!("call_{}_{choice}", self.id.trim_start_matches("chatcmpl-"))
     }
 
-    fn usage(&self, n: u64) -> Value {
-        let completion = self.words.len() as u64 * n;
+    fn usage(&self) -> Value {
+        let completion = self.outcome.completion_tokens() * self.n;
         json!({
             "prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
             "total_tokens": self.prompt_tokens + completion,
@@ -338,39 +363,80 @@ impl Reply {
         })
     }
 
+    fn completion(&self) -> Value {
+        let choices: Vec<Value> = (0..self.n)
+            .map(|i| {
+                let message = match &self.outcome {
+                    Outcome::Text { words, .. } => {
+                        json!({"role": "assistant", "content": words.concat(), "refusal": null})
+                    }
+                    Outcome::ToolCall { name, arguments } => json!({
+                        "role": "assistant", "content": null, "refusal": null,
+                        "tool_calls": [{"id": self.tool_call_id(i), "type": "function",
+                                        "function": {"name": name, "arguments": arguments.to_string()}}]
+                    }),
+                };
+                json!({"index": i, "message": message, "logprobs": null, "finish_reason": self.finish_reason()})
+            })
+            .collect();
+        json!({
+            "id": self.id, "object": "chat.completion", "created": self.created, "model": self.model,
+            "choices": choices, "usage": self.usage(), "service_tier": "default", "system_fingerprint": "fp_mock",
+        })
+    }
+
     /// The SSE frames of a streamed answer, `[DONE]` included, exactly as OpenAI frames them.
-    fn stream(
-        &self,
-        id: &str,
-        created: u64,
-        model: &str,
-        n: u64,
-        include_usage: bool,
-    ) -> Vec<Bytes> {
+    fn stream(&self, include_usage: bool) -> Vec<Bytes> {
         let chunk = |choices: Value| {
-            let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                               "system_fingerprint": "fp_mock", "choices": choices});
+            let mut c = json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created,
+                               "model": self.model, "system_fingerprint": "fp_mock", "choices": choices});
             if include_usage {
                 c["usage"] = Value::Null;
             }
             c
         };
-        let per_choice = |delta: Value, finish: Value| -> Value {
-            (0..n)
-                .map(|i| json!({"index": i, "delta": delta, "logprobs": null, "finish_reason": finish}))
+        let per_choice = |delta: &dyn Fn(u64) -> Value, finish: Value| -> Value {
+            (0..self.n)
+                .map(|i| json!({"index": i, "delta": delta(i), "logprobs": null, "finish_reason": finish}))
                 .collect()
         };
-        let mut frames = vec![chunk(per_choice(
-            json!({"role": "assistant", "content": "", "refusal": null}),
-            Value::Null,
-        ))];
-        for word in &self.words {
-            frames.push(chunk(per_choice(json!({"content": word}), Value::Null)));
+        let mut frames = Vec::new();
+        match &self.outcome {
+            Outcome::Text { words, .. } => {
+                frames.push(chunk(per_choice(
+                    &|_| json!({"role": "assistant", "content": "", "refusal": null}),
+                    Value::Null,
+                )));
+                for word in words {
+                    frames.push(chunk(per_choice(
+                        &|_| json!({"content": word}),
+                        Value::Null,
+                    )));
+                }
+            }
+            Outcome::ToolCall { name, arguments } => {
+                let args = arguments.to_string();
+                let (head, tail) = args.split_at(args.len() / 2);
+                frames.push(chunk(per_choice(
+                    &|i| json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+                        "id": self.tool_call_id(i), "type": "function", "function": {"name": name, "arguments": ""}}]}),
+                    Value::Null,
+                )));
+                for piece in [head, tail] {
+                    frames.push(chunk(per_choice(
+                        &|_| json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                        Value::Null,
+                    )));
+                }
+            }
         }
-        frames.push(chunk(per_choice(json!({}), json!(self.finish_reason))));
+        frames.push(chunk(per_choice(
+            &|_| json!({}),
+            json!(self.finish_reason()),
+        )));
         if include_usage {
             let mut last = chunk(json!([]));
-            last["usage"] = self.usage(n);
+            last["usage"] = self.usage();
             frames.push(last);
         }
         let mut out: Vec<Bytes> = frames
@@ -428,6 +494,27 @@ mod tests {
         assert_eq!(v["choices"][0]["finish_reason"], "stop");
         assert_eq!(v["usage"]["completion_tokens"], 4);
         assert_eq!(v["object"], "chat.completion");
+    }
+
+    #[test]
+    fn tools_are_called_and_results_answered() {
+        let tools = r#"[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object","properties":{"city":{"type":"string"}}}}}]"#;
+        let v = json_of(&chat_completions(
+            format!(
+                r#"{{"model":"m","tools":{tools},"messages":[{{"role":"user","content":"Oslo"}}]}}"#
+            )
+            .as_bytes(),
+        ));
+        let call = &v["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert_eq!(call["function"]["arguments"], r#"{"city":"Oslo"}"#);
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+        let v = json_of(&chat_completions(
+            format!(r#"{{"model":"m","tools":{tools},"messages":[{{"role":"user","content":"Oslo"}},
+                {{"role":"assistant","content":null,"tool_calls":[{{"id":"c1","type":"function","function":{{"name":"get_weather","arguments":"{{}}"}}}}]}},
+                {{"role":"tool","tool_call_id":"c1","content":"rainy"}}]}}"#).as_bytes(),
+        ));
+        assert_eq!(v["choices"][0]["message"]["content"], "Tool said: rainy");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
+use super::anthropic;
 use super::openai::{self, MockBody, MockResponse};
 use crate::server::listener;
 
@@ -33,6 +34,15 @@ pub enum Behavior {
         status: u16,
         headers: Vec<(String, String)>,
     },
+    /// Answer with exactly this status, these headers and this JSON body.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    /// Answer 200 with exactly these SSE frames; with `truncate`, the connection then breaks
+    /// instead of ending cleanly.
+    Stream { frames: Vec<Bytes>, truncate: bool },
     /// Wait this long before sending the response head.
     DelayHeaders(Duration),
     /// Stream: send the first frame, then wait for the gate before sending the rest.
@@ -153,6 +163,8 @@ fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat))
         .route("/chat/completions", post(chat))
+        .route("/v1/messages", post(messages))
+        .route("/v1/messages/count_tokens", post(count_tokens))
         .route("/v1/models", get(models))
         // For tests in other languages, which cannot call `MockUpstream::hits`.
         .route("/_mock/hits", get(hits))
@@ -171,19 +183,80 @@ async fn models() -> Response {
     .into_response()
 }
 
+/// Which provider's API a route imitates: where the key is read from, and the error shape.
+#[derive(Clone, Copy, PartialEq)]
+enum Api {
+    OpenAi,
+    Anthropic,
+}
+
 async fn chat(
     State(shared): State<Arc<Shared>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let key_name = key.clone().unwrap_or_default();
-    *lock(&shared.hits).entry(key_name.clone()).or_default() += 1;
+    serve(&shared, Api::OpenAi, &uri, &headers, body, |_, b| {
+        openai::chat_completions(b)
+    })
+    .await
+}
+
+async fn messages(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(
+        &shared,
+        Api::Anthropic,
+        &uri,
+        &headers,
+        body,
+        anthropic::messages,
+    )
+    .await
+}
+
+async fn count_tokens(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    serve(
+        &shared,
+        Api::Anthropic,
+        &uri,
+        &headers,
+        body,
+        anthropic::count_tokens,
+    )
+    .await
+}
+
+/// Counts and records the request, checks the key, applies the key's behaviour, and
+/// otherwise answers with `answer(has_anthropic_version, body)`.
+async fn serve(
+    shared: &Shared,
+    api: Api,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+    answer: fn(bool, &[u8]) -> MockResponse,
+) -> Response {
+    let key = match api {
+        Api::OpenAi => headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ")),
+        Api::Anthropic => headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+    }
+    .map(str::to_owned);
+    *lock(&shared.hits)
+        .entry(key.clone().unwrap_or_default())
+        .or_default() += 1;
     if shared.opts.record {
         lock(&shared.requests).push(Recorded {
             path: uri.path().to_owned(),
@@ -194,25 +267,59 @@ async fn chat(
     }
 
     let Some(key) = key else {
-        return to_response(
-            MockResponse::error(
-                StatusCode::UNAUTHORIZED,
-                "You didn't provide an API key. You need to provide your API key in an Authorization header \
-                 using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
-                "invalid_request_error",
-                None,
-                None,
-            ),
-            None,
-            Duration::ZERO,
-        );
+        return to_response(missing_key(api), None, Duration::ZERO);
     };
     if let Some(valid) = &shared.opts.valid_keys
         && !valid.contains(&key)
     {
+        return to_response(wrong_key(api, &key), None, Duration::ZERO);
+    }
+
+    let scripted = lock(&shared.scripts)
+        .get_mut(&key)
+        .and_then(VecDeque::pop_front);
+    let mut gate = None;
+    match scripted.or_else(|| behavior_from_key(&key)) {
+        Some(Behavior::Fail { status, headers }) => return fail(api, status, &headers),
+        Some(Behavior::Respond {
+            status,
+            headers,
+            body,
+        }) => return respond(status, &headers, body),
+        Some(Behavior::Stream { frames, truncate }) => return raw_stream(frames, truncate),
+        Some(Behavior::DelayHeaders(d)) => tokio::time::sleep(d).await,
+        Some(Behavior::HoldAfterFirstChunk(g)) => gate = Some(g),
+        None => {}
+    }
+    let resp = answer(headers.contains_key("anthropic-version"), &body);
+    let mut out = to_response(resp, gate, shared.opts.chunk_delay);
+    provider_headers(api, &mut out);
+    out
+}
+
+fn missing_key(api: Api) -> MockResponse {
+    match api {
+        Api::OpenAi => MockResponse::error(
+            StatusCode::UNAUTHORIZED,
+            "You didn't provide an API key. You need to provide your API key in an Authorization header \
+             using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+            "invalid_request_error",
+            None,
+            None,
+        ),
+        Api::Anthropic => MockResponse::anthropic_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "x-api-key header is required",
+        ),
+    }
+}
+
+fn wrong_key(api: Api, key: &str) -> MockResponse {
+    match api {
         // OpenAI echoes a masked form of the rejected key; so does the mock.
-        let shown: String = key.chars().take(3).chain("****".chars()).collect();
-        return to_response(
+        Api::OpenAi => {
+            let shown: String = key.chars().take(3).chain("****".chars()).collect();
             MockResponse::error(
                 StatusCode::UNAUTHORIZED,
                 &format!(
@@ -221,27 +328,14 @@ async fn chat(
                 "invalid_request_error",
                 None,
                 Some("invalid_api_key"),
-            ),
-            None,
-            Duration::ZERO,
-        );
+            )
+        }
+        Api::Anthropic => MockResponse::anthropic_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid x-api-key",
+        ),
     }
-
-    let scripted = lock(&shared.scripts)
-        .get_mut(&key)
-        .and_then(VecDeque::pop_front);
-    let mut gate = None;
-    match scripted.or_else(|| behavior_from_key(&key)) {
-        Some(Behavior::Fail { status, headers }) => return fail(status, &headers),
-        Some(Behavior::DelayHeaders(d)) => tokio::time::sleep(d).await,
-        Some(Behavior::HoldAfterFirstChunk(g)) => gate = Some(g),
-        None => {}
-    }
-    to_response(
-        openai::chat_completions(&body),
-        gate,
-        shared.opts.chunk_delay,
-    )
 }
 
 /// `…status-429…` and `…delay-250…` in a key choose a behaviour without any scripting.
@@ -260,20 +354,62 @@ fn behavior_from_key(key: &str) -> Option<Behavior> {
     number_after("delay-").map(|ms| Behavior::DelayHeaders(Duration::from_millis(ms)))
 }
 
-fn fail(status: u16, headers: &[(String, String)]) -> Response {
+fn fail(api: Api, status: u16, headers: &[(String, String)]) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let (kind, code) = match status.as_u16() {
-        429 => ("requests", Some("rate_limit_exceeded")),
-        401 => ("invalid_request_error", Some("invalid_api_key")),
-        400..=499 => ("invalid_request_error", None),
-        _ => ("server_error", None),
-    };
     let message = format!("Mock upstream failure with status {}.", status.as_u16());
-    let mut resp = to_response(
-        MockResponse::error(status, &message, kind, None, code),
-        None,
-        Duration::ZERO,
+    let resp = match api {
+        Api::OpenAi => {
+            let (kind, code) = match status.as_u16() {
+                429 => ("requests", Some("rate_limit_exceeded")),
+                401 => ("invalid_request_error", Some("invalid_api_key")),
+                400..=499 => ("invalid_request_error", None),
+                _ => ("server_error", None),
+            };
+            MockResponse::error(status, &message, kind, None, code)
+        }
+        Api::Anthropic => {
+            let kind = match status.as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                404 => "not_found_error",
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            };
+            MockResponse::anthropic_error(status, kind, &message)
+        }
+    };
+    let mut out = to_response(resp, None, Duration::ZERO);
+    provider_headers(api, &mut out);
+    with_headers(out, headers)
+}
+
+fn respond(status: u16, headers: &[(String, String)], body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
+    with_headers(resp, headers)
+}
+
+fn raw_stream(frames: Vec<Bytes>, truncate: bool) -> Response {
+    let items = frames.into_iter().map(Ok).chain(truncate.then(|| {
+        Err(std::io::Error::other(
+            "mock upstream dropped the connection",
+        ))
+    }));
+    let mut resp = Response::new(Body::from_stream(futures_util::stream::iter(items)));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    resp
+}
+
+fn with_headers(mut resp: Response, headers: &[(String, String)]) -> Response {
     for (name, value) in headers {
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::try_from(name.as_str()),
@@ -286,7 +422,7 @@ fn fail(status: u16, headers: &[(String, String)]) -> Response {
 }
 
 fn to_response(resp: MockResponse, gate: Option<Arc<Notify>>, delay: Duration) -> Response {
-    let mut out = match resp.body {
+    match resp.body {
         MockBody::Sse(frames) if gate.is_some() || !delay.is_zero() => {
             let stream = futures_util::stream::unfold(
                 (frames.into_iter(), 0usize),
@@ -315,21 +451,28 @@ fn to_response(resp: MockResponse, gate: Option<Arc<Notify>>, delay: Duration) -
             r
         }
         _ => super::into_response(resp),
+    }
+}
+
+/// The headers each real API sends on every response.
+fn provider_headers(api: Api, resp: &mut Response) {
+    let pairs: &[(&str, &str)] = match api {
+        Api::OpenAi => &[
+            ("x-request-id", "req_mock"),
+            ("openai-processing-ms", "1"),
+            ("x-ratelimit-limit-requests", "5000"),
+            ("x-ratelimit-remaining-requests", "4999"),
+            ("x-ratelimit-reset-requests", "12ms"),
+        ],
+        Api::Anthropic => &[
+            ("request-id", "req_mock"),
+            ("anthropic-ratelimit-requests-limit", "1000"),
+            ("anthropic-ratelimit-requests-remaining", "999"),
+            ("anthropic-ratelimit-requests-reset", "2026-01-01T00:00:00Z"),
+        ],
     };
-    let h = out.headers_mut();
-    h.insert("x-request-id", HeaderValue::from_static("req_mock"));
-    h.insert("openai-processing-ms", HeaderValue::from_static("1"));
-    h.insert(
-        "x-ratelimit-limit-requests",
-        HeaderValue::from_static("5000"),
-    );
-    h.insert(
-        "x-ratelimit-remaining-requests",
-        HeaderValue::from_static("4999"),
-    );
-    h.insert(
-        "x-ratelimit-reset-requests",
-        HeaderValue::from_static("12ms"),
-    );
-    out
+    for (name, value) in pairs {
+        resp.headers_mut()
+            .insert(*name, HeaderValue::from_static(value));
+    }
 }

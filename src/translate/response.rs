@@ -55,13 +55,20 @@ mod tests {
 
     #[test]
     fn e38_cache_tokens_count_as_prompt_tokens() {
-        let u = openai_usage(&json!({"input_tokens": 5, "cache_creation_input_tokens": 100,
-                                     "cache_read_input_tokens": 900, "output_tokens": 20}));
+        let u = openai_usage(
+            &json!({"input_tokens": 5, "cache_creation_input_tokens": 100,
+                                     "cache_read_input_tokens": 900, "output_tokens": 20}),
+        );
         assert_eq!(u["prompt_tokens"], 1005);
         assert_eq!(u["completion_tokens"], 20);
         assert_eq!(u["total_tokens"], 1025);
         assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 900);
-        let u = openai_usage(&json!({"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": null}));
-        assert_eq!((u["prompt_tokens"].as_u64(), u["total_tokens"].as_u64()), (Some(10), Some(13)));
+        let u = openai_usage(
+            &json!({"input_tokens": 10, "output_tokens": 3, "cache_read_input_tokens": null}),
+        );
+        assert_eq!(
+            (u["prompt_tokens"].as_u64(), u["total_tokens"].as_u64()),
+            (Some(10), Some(13))
+        );
     }
 }
