@@ -6,23 +6,21 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
 
-use crate::provider::Provider;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{message}")]
     InvalidRequest {
         message: String,
-        param: Option<&'static str>,
+        param: Option<String>,
     },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error("The model `{model}` does not exist or has no keys configured in keyrelay.")]
     ModelNotFound { model: String },
-    #[error("Provider `{}` is not supported yet for model `{model}`.", provider.name())]
-    ProviderNotImplemented { provider: Provider, model: String },
     #[error("The upstream for key `{key}` could not be reached: {detail}")]
     UpstreamUnreachable { key: String, detail: String },
+    #[error("The upstream for key `{key}` sent an invalid response: {detail}")]
+    UpstreamInvalid { key: String, detail: String },
     #[error("The upstream for key `{key}` did not {what} within {seconds} s.")]
     UpstreamTimeout {
         key: String,
@@ -42,16 +40,19 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ProviderNotImplemented { .. } => StatusCode::NOT_IMPLEMENTED,
-            ApiError::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalid { .. } => {
+                StatusCode::BAD_GATEWAY
+            }
             ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
     /// `(type, code, param)` of the OpenAI error envelope.
-    fn openai_fields(&self) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+    fn openai_fields(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
         match self {
-            ApiError::InvalidRequest { param, .. } => ("invalid_request_error", None, *param),
+            ApiError::InvalidRequest { param, .. } => {
+                ("invalid_request_error", None, param.as_deref())
+            }
             ApiError::BodyTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"), None)
             }
@@ -64,13 +65,11 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => {
                 ("invalid_request_error", Some("method_not_allowed"), None)
             }
-            ApiError::ProviderNotImplemented { .. } => (
-                "server_error",
-                Some("provider_not_implemented"),
-                Some("model"),
-            ),
             ApiError::UpstreamUnreachable { .. } => {
                 ("server_error", Some("upstream_unreachable"), None)
+            }
+            ApiError::UpstreamInvalid { .. } => {
+                ("server_error", Some("upstream_invalid_response"), None)
             }
             ApiError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout"), None),
         }
@@ -81,11 +80,42 @@ impl ApiError {
         let (kind, code, param) = self.openai_fields();
         json!({"error": {"message": self.to_string(), "type": kind, "param": param, "code": code}})
     }
+
+    /// The Anthropic error envelope, for errors on `/v1/messages`.
+    pub fn anthropic_body(&self) -> serde_json::Value {
+        let kind = crate::translate::errors::anthropic_error_type(self.status().as_u16());
+        json!({"type": "error", "error": {"type": kind, "message": self.to_string()}})
+    }
+
+    /// The response in the error format of the endpoint the request came to.
+    pub fn into_response_for(self, format: ErrorFormat) -> Response {
+        let body = match format {
+            ErrorFormat::OpenAi => self.openai_body(),
+            ErrorFormat::Anthropic => self.anthropic_body(),
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+/// Which API's error envelope a client expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorFormat {
+    OpenAi,
+    Anthropic,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.openai_body())).into_response()
+        self.into_response_for(ErrorFormat::OpenAi)
+    }
+}
+
+impl From<crate::translate::TranslateError> for ApiError {
+    fn from(e: crate::translate::TranslateError) -> Self {
+        ApiError::InvalidRequest {
+            message: e.message,
+            param: e.param,
+        }
     }
 }
 

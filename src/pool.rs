@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue, header};
 
 use crate::config::KeySpec;
 use crate::provider::{Family, Provider};
@@ -24,8 +24,12 @@ pub struct Key {
     /// Where this key's requests go (`{base_url}/chat/completions` for the OpenAI family),
     /// prepared once.
     pub endpoint: http::Uri,
-    /// `Bearer <key>`, marked sensitive so `Debug` hides it; `None` for keyless local servers.
-    pub bearer: Option<HeaderValue>,
+    /// The provider's base URL, without a trailing slash.
+    pub base_url: String,
+    /// The auth header this provider expects (`authorization: Bearer <key>` or
+    /// `x-api-key: <key>`), built once and marked sensitive so `Debug` hides it; `None` for
+    /// keyless local servers.
+    pub auth: Option<(HeaderName, HeaderValue)>,
     pub secret: Secret,
     pub max_tokens: Option<u64>,
 }
@@ -95,20 +99,25 @@ impl KeyPool {
 
 impl Key {
     fn from_spec(spec: &KeySpec) -> Key {
-        let bearer = (!spec.api_key.is_empty())
-            .then(|| HeaderValue::try_from(format!("Bearer {}", spec.api_key.expose())).ok())
-            .flatten()
-            .map(|mut v| {
-                v.set_sensitive(true);
-                v
-            });
+        let key = spec.api_key.expose();
+        let auth = match spec.provider.family() {
+            _ if key.is_empty() => None,
+            Family::Anthropic => Some((HeaderName::from_static("x-api-key"), key.to_owned())),
+            Family::OpenAi | Family::Mock => Some((header::AUTHORIZATION, format!("Bearer {key}"))),
+        }
+        .and_then(|(name, value)| {
+            let mut value = HeaderValue::try_from(value).ok()?;
+            value.set_sensitive(true);
+            Some((name, value))
+        });
         Key {
             label: spec.label.clone(),
             provider: spec.provider,
             rewrites_model: spec.upstream_model != spec.model,
             upstream_model: spec.upstream_model.clone(),
             endpoint: endpoint(spec),
-            bearer,
+            base_url: spec.base_url.clone(),
+            auth,
             secret: spec.api_key.clone(),
             max_tokens: spec.max_tokens,
         }

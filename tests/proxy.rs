@@ -237,14 +237,6 @@ async fn slow_upstream_is_504() {
 }
 
 #[tokio::test]
-async fn anthropic_models_answer_501_until_supported() {
-    let keys = json!([{"api_key": "sk-ant-1", "model": "claude", "provider": "anthropic"}]);
-    let proxy = Proxy::start(&keys, &[]).await;
-    let err = expect_error(proxy.chat(&chat_body("claude", "hi")).await, 501).await;
-    assert_eq!(err["error"]["code"], "provider_not_implemented");
-}
-
-#[tokio::test]
 async fn stream_chunks_are_forwarded_before_the_upstream_finishes() {
     let mock = recording_mock().await;
     let gate = Arc::new(Notify::new());

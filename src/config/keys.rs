@@ -98,6 +98,15 @@ fn validate_entry(
             report("api_key", "missing".into());
             None
         }
+        Some(Value::String(s)) if !s.bytes().all(|b| b.is_ascii_graphic()) => {
+            // A key travels in an HTTP header; a pasted trailing newline would otherwise
+            // surface much later as a confusing 401.
+            report(
+                "api_key",
+                "contains whitespace or non-ASCII characters (check for a trailing newline or space)".into(),
+            );
+            None
+        }
         Some(Value::String(s)) => Some(Secret::new(s.as_str())),
         Some(other) => {
             report(
@@ -416,6 +425,16 @@ mod tests {
         for m in &p {
             assert!(!m.contains("SECRET"), "leaked: {m}");
         }
+    }
+
+    #[test]
+    fn keys_with_whitespace_are_rejected() {
+        let p =
+            problems("[{\"api_key\": \"sk-abc\\n\", \"model\": \"m\", \"provider\": \"openai\"}]");
+        assert!(
+            p[0].contains("entry 0: field `api_key`: contains whitespace"),
+            "{p:?}"
+        );
     }
 
     #[test]

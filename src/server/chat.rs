@@ -4,16 +4,14 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::{HeaderMap, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::HeaderMap;
+use serde_json::Value;
 
 use super::AppState;
+use super::body::read_request;
 use crate::error::{ApiError, truncate_for_message};
-use crate::inspect::ChatRequest;
 use crate::provider::Family;
 use crate::{mock, upstream};
 
@@ -36,15 +34,10 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) 
 async fn handle<'s>(
     state: &'s AppState,
     headers: &HeaderMap,
-    body: Body,
+    body: axum::body::Body,
     key_label: &mut Option<&'s str>,
 ) -> Result<Response, ApiError> {
-    check_content_type(headers)?;
-    let bytes = read_body(headers, body, state.max_body_bytes).await?;
-    let chat = ChatRequest::parse(&bytes).map_err(|e| ApiError::InvalidRequest {
-        message: e.message,
-        param: e.param,
-    })?;
+    let (bytes, chat) = read_request(headers, body, state.max_body_bytes).await?;
     let pool = state
         .keys
         .model(&chat.model)
@@ -57,54 +50,23 @@ async fn handle<'s>(
         Family::OpenAi => {
             upstream::openai::chat_completions(&state.client, key, &chat, bytes, headers).await
         }
+        Family::Anthropic => {
+            // Translation needs the whole request; `inspect` has already proved it is a
+            // JSON object, so this parse cannot fail on valid input.
+            let request: Value =
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequest {
+                    message: format!("We could not parse the JSON body of your request: {e}"),
+                    param: None,
+                })?;
+            upstream::anthropic::chat_completions(
+                &state.client,
+                key,
+                &request,
+                chat.stream,
+                headers,
+            )
+            .await
+        }
         Family::Mock => Ok(mock::chat_completions(key, &chat, &bytes)),
-        Family::Anthropic => Err(ApiError::ProviderNotImplemented {
-            provider: key.provider,
-            model: truncate_for_message(&chat.model),
-        }),
-    }
-}
-
-/// JSON, or no content type at all (some clients omit it); anything else is a client mistake
-/// worth naming, such as curl's default form encoding.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Ok(());
-    };
-    let essence = value
-        .to_str()
-        .unwrap_or_default()
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim();
-    if essence.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(ApiError::InvalidRequest {
-            message: format!(
-                "Unsupported Content-Type {:?}: send the body as JSON with 'Content-Type: application/json'.",
-                truncate_for_message(essence)
-            ),
-            param: None,
-        })
-    }
-}
-
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::BodyTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::BodyTooLarge { limit }),
-        Err(e) => Err(ApiError::InvalidRequest {
-            message: format!("Could not read the request body: {e}"),
-            param: None,
-        }),
     }
 }

@@ -1,7 +1,9 @@
 //! The HTTP front: routes, shared state, and the handlers (one module per endpoint).
 
+mod body;
 mod chat;
 pub mod listener;
+mod messages;
 mod models;
 
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::error::{ApiError, truncate_for_message};
+use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::pool::KeyPool;
 use crate::upstream::UpstreamClient;
 
@@ -44,6 +46,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/health", get(health))
@@ -74,14 +78,25 @@ async fn health() -> Response {
     axum::Json(serde_json::json!({"status": "ok"})).into_response()
 }
 
-async fn not_found(req: Request) -> ApiError {
-    ApiError::NotFound {
+async fn not_found(req: Request) -> Response {
+    let err = ApiError::NotFound {
         path: truncate_for_message(req.uri().path()),
-    }
+    };
+    err.into_response_for(error_format(&req))
 }
 
-async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError::MethodNotAllowed {
+async fn method_not_allowed(req: Request) -> Response {
+    let err = ApiError::MethodNotAllowed {
         method: truncate_for_message(req.method().as_str()),
+    };
+    err.into_response_for(error_format(&req))
+}
+
+/// Anthropic clients live under `/v1/messages`; everything else speaks OpenAI.
+fn error_format(req: &Request) -> ErrorFormat {
+    if req.uri().path().starts_with("/v1/messages") {
+        ErrorFormat::Anthropic
+    } else {
+        ErrorFormat::OpenAi
     }
 }

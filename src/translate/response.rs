@@ -72,3 +72,8 @@ mod tests {
         );
     }
 }
+
+/// Placeholder until the response translation lands.
+pub fn anthropic_to_openai(msg: &Value, created: u64) -> Value {
+    json!({"placeholder": msg, "created": created})
+}

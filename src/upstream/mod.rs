@@ -6,3 +6,52 @@ pub mod headers;
 pub mod openai;
 
 pub use client::UpstreamClient;
+pub mod anthropic;
+pub mod translated_body;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+
+use crate::error::ApiError;
+
+/// Upstream bodies keyrelay must read whole (errors, responses to translate) are bounded,
+/// so a misbehaving upstream cannot exhaust memory.
+const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
+
+pub(crate) async fn read_upstream_body(
+    body: hyper::body::Incoming,
+    key: &str,
+) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_UPSTREAM_BODY).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(ApiError::UpstreamInvalid {
+            key: key.to_owned(),
+            detail: format!("reading the response failed: {e}"),
+        }),
+    }
+}
+
+/// Seconds since the epoch, for the `created` field of translated responses.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// A JSON response keyrelay composed (a translated body or error), with the upstream's
+/// remaining headers.
+pub(crate) fn json_response(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> Response {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.remove(header::CONTENT_LENGTH);
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
+}

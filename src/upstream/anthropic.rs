@@ -1,0 +1,142 @@
+//! The Anthropic upstream: OpenAI-format requests translated to Messages and back
+//! (streaming included), and native `/v1/messages` requests passed through untouched.
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::Full;
+use serde_json::Value;
+
+use super::client::{UpstreamClient, UpstreamRequest};
+use super::headers::{copy_request_headers, strip_response_headers};
+use super::translated_body::TranslatedBody;
+use super::{json_response, read_upstream_body, unix_now};
+use crate::error::ApiError;
+use crate::pool::Key;
+use crate::translate::stream::AnthropicToOpenAi;
+use crate::translate::{errors, request, response};
+
+/// The only Messages API version there is; clients on the native endpoint may send their own.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// [Rec C.5] Anthropic requires `max_tokens`; OpenAI clients often omit it.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Which client headers go upstream.
+pub enum ClientHeaders<'a> {
+    /// Native endpoint: everything but credentials and hop-by-hop headers, so
+    /// `anthropic-version`, `anthropic-beta` and SDK headers arrive as sent.
+    Native(&'a HeaderMap),
+    /// Translated from OpenAI: only `anthropic-beta`, which selects upstream features.
+    Translated(&'a HeaderMap),
+}
+
+pub fn request(key: &Key, path: &str, body: Bytes, client: ClientHeaders) -> UpstreamRequest {
+    let mut req = http::Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = format!("{}{path}", key.base_url)
+        .parse()
+        .unwrap_or_else(|_| key.endpoint.clone());
+    let headers = req.headers_mut();
+    match client {
+        ClientHeaders::Native(h) => copy_request_headers(h, headers),
+        ClientHeaders::Translated(h) => {
+            if let Some(beta) = h.get("anthropic-beta") {
+                headers.insert("anthropic-beta", beta.clone());
+            }
+        }
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if !headers.contains_key("anthropic-version") {
+        headers.insert(
+            "anthropic-version",
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        );
+    }
+    if let Some((name, value)) = &key.auth {
+        headers.insert(name, value.clone());
+    }
+    req
+}
+
+/// An OpenAI Chat Completions request served by an Anthropic key.
+pub async fn chat_completions(
+    client: &UpstreamClient,
+    key: &Key,
+    openai_request: &Value,
+    stream: bool,
+    client_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let max_tokens = key.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let translated = request::openai_to_anthropic(openai_request, &key.upstream_model, max_tokens)
+        .map_err(ApiError::from)?;
+    let body = Bytes::from(serde_json::to_vec(&translated).unwrap_or_default());
+    let req = request(
+        key,
+        "/v1/messages",
+        body,
+        ClientHeaders::Translated(client_headers),
+    );
+    let upstream = client.send(req, &key.label).await?;
+
+    let (parts, incoming) = upstream.into_parts();
+    let mut headers = parts.headers;
+    strip_response_headers(&mut headers);
+    errors::map_anthropic_ratelimit_headers(&mut headers);
+    headers.remove(header::CONTENT_LENGTH);
+    if !parts.status.is_success() {
+        let body = read_upstream_body(incoming, &key.label).await?;
+        return Ok(json_response(
+            parts.status,
+            headers,
+            errors::anthropic_error_to_openai(&body),
+        ));
+    }
+    let created = unix_now();
+    if stream {
+        let include_usage =
+            openai_request.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
+        let translator = AnthropicToOpenAi::new(include_usage, created, &key.upstream_model);
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        let mut resp = Response::new(Body::new(TranslatedBody::new(incoming, translator)));
+        *resp.headers_mut() = headers;
+        return Ok(resp);
+    }
+    let body = read_upstream_body(incoming, &key.label).await?;
+    let message: Value = serde_json::from_slice(&body).map_err(|e| ApiError::UpstreamInvalid {
+        key: key.label.clone(),
+        detail: format!("response is not JSON: {e}"),
+    })?;
+    let completion = response::anthropic_to_openai(&message, created);
+    Ok(json_response(
+        StatusCode::OK,
+        headers,
+        Bytes::from(completion.to_string()),
+    ))
+}
+
+/// A native `/v1/messages` (or `/v1/messages/count_tokens`) request to an Anthropic key:
+/// body and events pass through unchanged.
+pub async fn passthrough(
+    client: &UpstreamClient,
+    key: &Key,
+    path: &str,
+    body: Bytes,
+    client_headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let req = request(key, path, body, ClientHeaders::Native(client_headers));
+    let upstream = client.send(req, &key.label).await?;
+    let (mut parts, incoming) = upstream.into_parts();
+    strip_response_headers(&mut parts.headers);
+    let mut resp = Response::new(Body::new(incoming));
+    *resp.status_mut() = parts.status;
+    *resp.headers_mut() = parts.headers;
+    Ok(resp)
+}

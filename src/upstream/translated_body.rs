@@ -1,0 +1,96 @@
+//! A response body that translates an upstream SSE stream as it arrives: each upstream
+//! chunk is parsed, translated and handed to the client before the next one is read, so
+//! translation never buffers the stream.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+
+use crate::translate::sse::SseParser;
+use crate::translate::{SseEvent, StreamTranslator};
+
+pub struct TranslatedBody<B, T> {
+    upstream: B,
+    parser: SseParser,
+    translator: T,
+    events: Vec<SseEvent>,
+    done: bool,
+}
+
+impl<B, T> TranslatedBody<B, T> {
+    pub fn new(upstream: B, translator: T) -> Self {
+        TranslatedBody {
+            upstream,
+            parser: SseParser::new(),
+            translator,
+            events: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl<B, T> Body for TranslatedBody<B, T>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+    T: StreamTranslator + Unpin,
+{
+    type Data = Bytes;
+    // Failures become in-band error events in the client's format, never a body error:
+    // the client must learn why its stream ended.
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let mut out = BytesMut::new();
+            match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers carry nothing for the client
+                    };
+                    if let Err(e) = this.parser.push(&data, &mut this.events) {
+                        this.translator.on_error(&e.to_string(), &mut out);
+                        this.done = true;
+                    }
+                    for event in this.events.drain(..) {
+                        this.translator.on_event(&event, &mut out);
+                    }
+                }
+                Some(Err(e)) => {
+                    this.translator
+                        .on_error(&format!("upstream stream failed: {e}"), &mut out);
+                    this.done = true;
+                }
+                None => {
+                    this.parser.finish(&mut this.events);
+                    for event in this.events.drain(..) {
+                        this.translator.on_event(&event, &mut out);
+                    }
+                    this.translator.on_end(&mut out);
+                    this.done = true;
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
