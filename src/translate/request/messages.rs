@@ -37,6 +37,7 @@ struct Turn {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Parts {
     Text,
+    /// Text, plus `refusal` parts, which are dropped.
     AssistantText,
     Rich,
 }
