@@ -1,1 +1,0 @@
-//! See `translate` module docs.
