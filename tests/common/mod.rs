@@ -76,6 +76,24 @@ pub fn openai_key(mock: &MockUpstream, model: &str, key: &str) -> Value {
     json!({"api_key": key, "model": model, "provider": "openai", "base_url": mock.base_url(), "name": key})
 }
 
+/// An `LLM_KEYS` entry for an Anthropic key served by `mock` (base URL is the host root).
+pub fn anthropic_key(mock: &MockUpstream, model: &str, key: &str) -> Value {
+    let base = mock.base_url();
+    let root = base.trim_end_matches("/v1");
+    json!({"api_key": key, "model": model, "provider": "anthropic", "base_url": root, "name": key})
+}
+
+/// Posts a native Anthropic Messages request.
+pub async fn post_messages(proxy: &Proxy, body: &Value) -> reqwest::Response {
+    client()
+        .post(proxy.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn chat_body(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
