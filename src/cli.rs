@@ -38,9 +38,48 @@ pub struct Cli {
     #[arg(long, env = "KEYRELAY_FIRST_BYTE_TIMEOUT", default_value_t = 300.0, value_parser = positive_seconds)]
     pub first_byte_timeout: f64,
 
+    /// Seconds without a chunk from a streaming upstream before the stream is ended with an
+    /// error.
+    #[arg(long, env = "KEYRELAY_IDLE_TIMEOUT", default_value_t = 300.0, value_parser = positive_seconds)]
+    pub idle_timeout: f64,
+
+    /// Most upstream attempts for one request, each on a different key (never more than the
+    /// model has keys).
+    #[arg(long, env = "KEYRELAY_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// First cooldown of a rate-limited key when the upstream gives no retry hint; doubles on
+    /// consecutive 429s.
+    #[arg(long, env = "KEYRELAY_DEFAULT_COOLDOWN", default_value_t = 5.0, value_parser = positive_seconds)]
+    pub default_cooldown: f64,
+
+    /// Longest cooldown, whatever the upstream's retry-after says.
+    #[arg(long, env = "KEYRELAY_MAX_COOLDOWN", default_value_t = 300.0, value_parser = positive_seconds)]
+    pub max_cooldown: f64,
+
+    /// Cooldown after 3 consecutive 5xx/timeouts on a key (the circuit breaker).
+    #[arg(long, env = "KEYRELAY_BREAKER_COOLDOWN", default_value_t = 10.0, value_parser = positive_seconds)]
+    pub breaker_cooldown: f64,
+
+    /// Seconds a request may wait for a key to come back when all of its model's keys are
+    /// cooling down (0: answer 429 at once).
+    #[arg(long, env = "KEYRELAY_WAIT_FOR_KEY", default_value_t = 0.0, value_parser = non_negative_seconds)]
+    pub wait_for_key: f64,
+
+    /// Seconds to let open requests and streams finish after SIGTERM/SIGINT.
+    #[arg(long, env = "KEYRELAY_SHUTDOWN_TIMEOUT", default_value_t = 30.0, value_parser = non_negative_seconds)]
+    pub shutdown_timeout: f64,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "KEYRELAY_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
     pub max_body: usize,
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && v < 1e9 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds (0 or more)")),
+    }
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {

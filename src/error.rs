@@ -1,10 +1,38 @@
-//! Errors that keyrelay itself answers with, and their one mapping to HTTP.
+//! Errors that keyrelay itself answers with, and their one mapping to HTTP: status, the
+//! OpenAI or Anthropic envelope, and headers.
 //!
-//! Upstream errors are not here: those pass through to the client as the upstream sent them.
+//! Upstream errors are not here: those reach the client as the upstream sent them (in the
+//! client's envelope when the formats differ).
 
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 use serde_json::json;
+
+/// Which of the upstream's deadlines passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutKind {
+    Connect,
+    FirstByte,
+    Idle,
+}
+
+impl TimeoutKind {
+    pub fn code(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "upstream_connect_timeout",
+            TimeoutKind::FirstByte => "upstream_first_byte_timeout",
+            TimeoutKind::Idle => "upstream_idle_timeout",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            TimeoutKind::Connect => "accept the connection",
+            TimeoutKind::FirstByte => "send response headers",
+            TimeoutKind::Idle => "send the next stream chunk",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -17,14 +45,25 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("The model `{model}` does not exist or has no keys configured in keyrelay.")]
     ModelNotFound { model: String },
+    #[error(
+        "Every key for model `{model}` is cooling down after rate limits or failures; retry in {retry_after_secs} s."
+    )]
+    AllKeysCooling {
+        model: String,
+        retry_after_secs: u64,
+    },
+    #[error(
+        "Every key for model `{model}` is disabled: the upstream refused them (401/403). Fix the keys, then restart keyrelay or reset them through /admin/keys."
+    )]
+    AllKeysDisabled { model: String },
     #[error("The upstream for key `{key}` could not be reached: {detail}")]
     UpstreamUnreachable { key: String, detail: String },
     #[error("The upstream for key `{key}` sent an invalid response: {detail}")]
     UpstreamInvalid { key: String, detail: String },
-    #[error("The upstream for key `{key}` did not {what} within {seconds} s.")]
+    #[error("The upstream for key `{key}` did not {} within {seconds} s.", kind.what())]
     UpstreamTimeout {
         key: String,
-        what: &'static str,
+        kind: TimeoutKind,
         seconds: f64,
     },
     #[error("Unknown path {path}.")]
@@ -40,6 +79,8 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::AllKeysCooling { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::AllKeysDisabled { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::UpstreamUnreachable { .. } | ApiError::UpstreamInvalid { .. } => {
                 StatusCode::BAD_GATEWAY
             }
@@ -49,29 +90,24 @@ impl ApiError {
 
     /// `(type, code, param)` of the OpenAI error envelope.
     fn openai_fields(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
+        const INVALID: &str = "invalid_request_error";
         match self {
-            ApiError::InvalidRequest { param, .. } => {
-                ("invalid_request_error", None, param.as_deref())
+            ApiError::InvalidRequest { param, .. } => (INVALID, None, param.as_deref()),
+            ApiError::BodyTooLarge { .. } => (INVALID, Some("request_too_large"), None),
+            ApiError::ModelNotFound { .. } => (INVALID, Some("model_not_found"), Some("model")),
+            ApiError::NotFound { .. } => (INVALID, Some("unknown_url"), None),
+            ApiError::MethodNotAllowed { .. } => (INVALID, Some("method_not_allowed"), None),
+            ApiError::AllKeysCooling { .. } => {
+                ("rate_limit_error", Some("all_keys_cooling_down"), None)
             }
-            ApiError::BodyTooLarge { .. } => {
-                ("invalid_request_error", Some("request_too_large"), None)
-            }
-            ApiError::ModelNotFound { .. } => (
-                "invalid_request_error",
-                Some("model_not_found"),
-                Some("model"),
-            ),
-            ApiError::NotFound { .. } => ("invalid_request_error", Some("unknown_url"), None),
-            ApiError::MethodNotAllowed { .. } => {
-                ("invalid_request_error", Some("method_not_allowed"), None)
-            }
+            ApiError::AllKeysDisabled { .. } => ("server_error", Some("all_keys_disabled"), None),
             ApiError::UpstreamUnreachable { .. } => {
                 ("server_error", Some("upstream_unreachable"), None)
             }
             ApiError::UpstreamInvalid { .. } => {
                 ("server_error", Some("upstream_invalid_response"), None)
             }
-            ApiError::UpstreamTimeout { .. } => ("server_error", Some("upstream_timeout"), None),
+            ApiError::UpstreamTimeout { kind, .. } => ("server_error", Some(kind.code()), None),
         }
     }
 
@@ -93,7 +129,17 @@ impl ApiError {
             ErrorFormat::OpenAi => self.openai_body(),
             ErrorFormat::Anthropic => self.anthropic_body(),
         };
-        (self.status(), axum::Json(body)).into_response()
+        let mut resp = (self.status(), axum::Json(body)).into_response();
+        if let ApiError::AllKeysCooling {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs),
+            );
+        }
+        resp
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `provider`: the closed set of providers, their default URLs and wire families.
 //! - `secret`: the redacting wrapper every key and token lives in.
 //! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
+//! - `health`: per-key cooldowns, disabling and the circuit breaker (atomics only).
 //! - `inspect`: finds `model`/`stream` in a request body without building a tree.
 //! - `server`: the listener, routes and thin endpoint handlers.
 //! - `upstream`: the shared HTTP client, header rules, one module per wire family.
@@ -18,6 +19,7 @@ pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod inspect;
 pub mod mock;
 pub mod pool;

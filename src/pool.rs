@@ -1,15 +1,18 @@
 //! The key pool: every configured key, grouped by the model name clients use, with a
-//! lock-free round-robin cursor per model.
+//! lock-free round-robin cursor per model that skips keys cooling down or disabled.
 //!
-//! Built once at startup and shared read-only; the only mutation on the hot path is one
-//! atomic `fetch_add` per request.
+//! Built once at startup and shared read-only; the mutations on the hot path are one atomic
+//! `fetch_add` per pick and the atomic health updates after each attempt.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, header};
 
 use crate::config::KeySpec;
+use crate::health::{Clock, HealthPolicy, KeyHealth, Outcome, Transition};
 use crate::provider::{Family, Provider};
 use crate::secret::Secret;
 
@@ -32,24 +35,69 @@ pub struct Key {
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub secret: Secret,
     pub max_tokens: Option<u64>,
+    pub model: String,
+    pub health: KeyHealth,
+}
+
+/// The result of asking a model's pool for a key.
+#[derive(Debug)]
+pub enum Pick<'a> {
+    Key(&'a Arc<Key>),
+    /// Every key not yet tried is cooling down; the soonest is back in `retry_in`.
+    AllCooling {
+        retry_in: Duration,
+    },
+    /// Every key of the model is disabled.
+    AllDisabled,
+    /// Every usable key has been tried by this request already.
+    Exhausted,
 }
 
 #[derive(Debug)]
 pub struct ModelPool {
-    keys: Box<[Key]>,
+    keys: Box<[Arc<Key>]>,
     cursor: AtomicUsize,
 }
 
 impl ModelPool {
-    /// The next key in strict rotation. With k keys, n sequential calls hand out each key
-    /// exactly n/k times; concurrent calls each get a distinct cursor value, so the counts
-    /// stay balanced under load too.
-    pub fn next_key(&self) -> &Key {
-        let n = self.cursor.fetch_add(1, Ordering::Relaxed);
-        &self.keys[n % self.keys.len()]
+    /// The next available key in strict rotation, skipping keys in `tried` (this request's
+    /// earlier attempts) and keys cooling down or disabled. With k healthy keys, n sequential
+    /// picks hand out each key exactly n/k times; concurrent picks each get a distinct
+    /// cursor value, so the counts stay balanced under load too.
+    pub fn pick(&self, now_ms: u64, tried: &[usize]) -> Pick<'_> {
+        let k = self.keys.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        for i in 0..k {
+            let index = (start + i) % k;
+            if !tried.contains(&index) && self.keys[index].health.is_available(now_ms) {
+                return Pick::Key(&self.keys[index]);
+            }
+        }
+        let untried = || (0..k).filter(|i| !tried.contains(i)).map(|i| &self.keys[i]);
+        let soonest = untried()
+            .filter_map(|key| match key.health.state(now_ms) {
+                crate::health::KeyState::Cooling { until_ms } => Some(until_ms),
+                _ => None,
+            })
+            .min();
+        match soonest {
+            Some(until) => Pick::AllCooling {
+                retry_in: Duration::from_millis(until.saturating_sub(now_ms)),
+            },
+            None if tried.is_empty() => Pick::AllDisabled,
+            None => Pick::Exhausted,
+        }
     }
 
-    pub fn keys(&self) -> &[Key] {
+    /// The index of `key` in this pool, for `pick`'s `tried` list.
+    pub fn index_of(&self, key: &Key) -> usize {
+        self.keys
+            .iter()
+            .position(|k| std::ptr::eq(k.as_ref(), key))
+            .unwrap_or(usize::MAX)
+    }
+
+    pub fn keys(&self) -> &[Arc<Key>] {
         &self.keys
     }
 }
@@ -57,19 +105,25 @@ impl ModelPool {
 #[derive(Debug)]
 pub struct KeyPool {
     models: HashMap<String, ModelPool>,
+    /// Every key, in configuration order, for the account-level check and `/admin/keys`.
+    all: Vec<Arc<Key>>,
+    pub clock: Clock,
+    pub policy: HealthPolicy,
     /// Model names in first-configured order, for `/v1/models` and the banner.
     order: Vec<String>,
 }
 
 impl KeyPool {
-    pub fn new(specs: Vec<KeySpec>) -> KeyPool {
-        let mut grouped: HashMap<String, Vec<Key>> = HashMap::new();
+    pub fn new(specs: Vec<KeySpec>, policy: HealthPolicy) -> KeyPool {
+        let mut grouped: HashMap<String, Vec<Arc<Key>>> = HashMap::new();
         let mut order = Vec::new();
+        let mut all = Vec::new();
         for spec in specs {
             if !grouped.contains_key(&spec.model) {
                 order.push(spec.model.clone());
             }
-            let key = Key::from_spec(&spec);
+            let key = Arc::new(Key::from_spec(&spec));
+            all.push(key.clone());
             grouped.entry(spec.model).or_default().push(key);
         }
         let models = grouped
@@ -82,7 +136,61 @@ impl KeyPool {
                 (model, pool)
             })
             .collect();
-        KeyPool { models, order }
+        KeyPool {
+            models,
+            all,
+            clock: Clock::default(),
+            policy,
+            order,
+        }
+    }
+
+    pub fn all_keys(&self) -> &[Arc<Key>] {
+        &self.all
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Updates `key` after an attempt and logs any change of state.
+    pub fn record(&self, key: &Key, outcome: Outcome) {
+        let now = self.now_ms();
+        let account_level = matches!(outcome, Outcome::AuthRejected { .. })
+            && self.provider_refusing_everywhere(key, now);
+        if account_level {
+            // Keys disabled moments ago by the same account-wide refusal come back as
+            // cooling: an account or IP block must not empty the pool for good.
+            for other in self.same_provider(key) {
+                other
+                    .health
+                    .undisable_if_recent(now, self.policy.account_window, &self.policy);
+            }
+        }
+        match key.health.record(outcome, now, &self.policy, account_level) {
+            Some(Transition::Disabled { status }) => tracing::warn!(
+                key = %key.label, model = %key.model, status,
+                "key disabled: the upstream refused it; it stays out of rotation until reset"
+            ),
+            Some(Transition::CoolingDown(d)) => tracing::info!(
+                key = %key.label, model = %key.model, outcome = outcome.label(),
+                cooldown_s = d.as_secs_f64(), account_level, "key cooling down"
+            ),
+            None => {}
+        }
+    }
+
+    fn same_provider<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Arc<Key>> {
+        self.all
+            .iter()
+            .filter(move |k| k.provider == key.provider && k.base_url == key.base_url)
+    }
+
+    /// Whether every other key of this provider (same base URL) was refused recently.
+    fn provider_refusing_everywhere(&self, key: &Key, now: u64) -> bool {
+        self.same_provider(key)
+            .filter(|k| !std::ptr::eq(k.as_ref(), key))
+            .all(|k| k.health.recently_refused(now, self.policy.account_window))
     }
 
     pub fn model(&self, name: &str) -> Option<&ModelPool> {
@@ -120,6 +228,8 @@ impl Key {
             auth,
             secret: spec.api_key.clone(),
             max_tokens: spec.max_tokens,
+            model: spec.model.clone(),
+            health: KeyHealth::default(),
         }
     }
 }
@@ -152,7 +262,7 @@ mod tests {
             "LLM_KEYS",
         )
         .expect("valid");
-        KeyPool::new(specs)
+        KeyPool::new(specs, HealthPolicy::default())
     }
 
     #[test]
@@ -161,7 +271,9 @@ mod tests {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for i in 0..30 {
             let model = if i % 3 == 0 { "b" } else { "a" };
-            let key = pool.model(model).expect("configured").next_key();
+            let Pick::Key(key) = pool.model(model).expect("configured").pick(1, &[]) else {
+                panic!("all keys healthy")
+            };
             *counts.entry(key.label.clone()).or_default() += 1;
         }
         // 20 requests over a's 3 keys is not divisible; 10 for b over 2 keys is.

@@ -124,7 +124,8 @@ async fn upstream_errors_pass_through_unchanged() {
             headers: vec![("retry-after".into(), "7".into())],
         }],
     );
-    let proxy = Proxy::start(&json!([openai_key(&mock, "m", "k")]), &[]).await;
+    let keys = json!([openai_key(&mock, "m", "k"), openai_key(&mock, "other", "k2")]);
+    let proxy = Proxy::start(&keys, &[]).await;
     let resp = proxy.chat(&chat_body("m", "hi")).await;
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
@@ -134,7 +135,7 @@ async fn upstream_errors_pass_through_unchanged() {
     assert_eq!(body["error"]["code"], "rate_limit_exceeded");
 
     // The mock's own validation error (an empty messages array) reaches the client as sent.
-    let resp = proxy.chat(&json!({"model": "m", "messages": []})).await;
+    let resp = proxy.chat(&json!({"model": "other", "messages": []})).await;
     let body = expect_error(resp, 400).await;
     assert_eq!(body["error"]["code"], "empty_array");
     assert_eq!(body["error"]["param"], "messages");
@@ -233,7 +234,7 @@ async fn slow_upstream_is_504() {
     )
     .await;
     let err = expect_error(proxy.chat(&chat_body("m", "hi")).await, 504).await;
-    assert_eq!(err["error"]["code"], "upstream_timeout");
+    assert_eq!(err["error"]["code"], "upstream_first_byte_timeout");
 }
 
 #[tokio::test]

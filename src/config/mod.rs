@@ -12,6 +12,7 @@ use std::time::Duration;
 pub use keys::{KeySpec, parse_keys};
 
 use crate::cli::Cli;
+use crate::health::HealthPolicy;
 use crate::provider::Provider;
 use crate::secret::Secret;
 
@@ -40,7 +41,20 @@ pub struct Config {
     pub keys: Vec<KeySpec>,
     pub demo: bool,
     pub upstream: UpstreamOptions,
+    pub failover: FailoverOptions,
+    pub health: HealthPolicy,
     pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct FailoverOptions {
+    /// Attempts per request, each on a different key.
+    pub max_attempts: u32,
+    /// How long a request may wait for a cooling key.
+    pub wait_for_key: Duration,
+    /// Longest silence between chunks of a streaming upstream.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +106,19 @@ impl Config {
                     first_byte_timeout: Duration::from_secs_f64(cli.first_byte_timeout),
                     extra_roots: cli.ca_file.clone(),
                 },
+                failover: FailoverOptions {
+                    max_attempts: cli.max_attempts,
+                    wait_for_key: Duration::from_secs_f64(cli.wait_for_key),
+                    idle_timeout: Duration::from_secs_f64(cli.idle_timeout),
+                },
+                health: HealthPolicy {
+                    default_cooldown: Duration::from_secs_f64(cli.default_cooldown),
+                    max_cooldown: Duration::from_secs_f64(cli.max_cooldown),
+                    breaker_cooldown: Duration::from_secs_f64(cli.breaker_cooldown),
+                    ..HealthPolicy::default()
+                },
                 max_body_bytes: cli.max_body,
+                shutdown_timeout: Duration::from_secs_f64(cli.shutdown_timeout),
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -25,6 +25,14 @@ pub async fn read_request(
     Ok((bytes, chat))
 }
 
+/// The body as a JSON tree, for the paths that translate it.
+pub fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest {
+        message: format!("We could not parse the JSON body of your request: {e}"),
+        param: None,
+    })
+}
+
 /// JSON, or no content type at all (some clients omit it); anything else is a client mistake
 /// worth naming, such as curl's default form encoding.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {

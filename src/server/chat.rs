@@ -1,72 +1,90 @@
-//! `POST /v1/chat/completions`: read and check the body, pick the model's next key, and hand
-//! the request to that key's provider family.
+//! `POST /v1/chat/completions`: read and check the body, then let the failover loop try the
+//! model's keys; each key's provider family decides whether the body passes through or is
+//! translated to Anthropic Messages.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
+use bytes::Bytes;
 use http::HeaderMap;
 use serde_json::Value;
 
 use super::AppState;
-use super::body::read_request;
-use crate::error::{ApiError, truncate_for_message};
+use super::body::{parse_json, read_request};
+use super::trace::RequestTrace;
+use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::mock;
 use crate::provider::Family;
-use crate::{mock, upstream};
+use crate::upstream::failover::Served;
+use crate::upstream::{anthropic, openai, passthrough_response};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
-    let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let mut key_label = None;
-    let result = handle(&state, &parts.headers, body, &mut key_label).await;
-    let response = result.unwrap_or_else(IntoResponse::into_response);
-    tracing::info!(
-        endpoint = "chat_completions",
-        key = key_label.unwrap_or("-"),
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut trace = RequestTrace::new("chat_completions", &state.body_ctx.stats);
+    let response = handle(&state, &parts.headers, body, &mut trace)
+        .await
+        .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));
+    trace.answered(response.status().as_u16());
     response
 }
 
-async fn handle<'s>(
-    state: &'s AppState,
+async fn handle(
+    state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
-    key_label: &mut Option<&'s str>,
+    trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
     let (bytes, chat) = read_request(headers, body, state.max_body_bytes).await?;
+    trace.model = Some(truncate_for_message(&chat.model));
     let pool = state
         .keys
         .model(&chat.model)
         .ok_or_else(|| ApiError::ModelNotFound {
             model: truncate_for_message(&chat.model),
         })?;
-    let key = pool.next_key();
-    *key_label = Some(&key.label);
-    match key.provider.family() {
-        Family::OpenAi => {
-            upstream::openai::chat_completions(&state.client, key, &chat, bytes, headers).await
-        }
-        Family::Anthropic => {
-            // Translation needs the whole request; `inspect` has already proved it is a
-            // JSON object, so this parse cannot fail on valid input.
-            let request: Value =
-                serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidRequest {
-                    message: format!("We could not parse the JSON body of your request: {e}"),
-                    param: None,
-                })?;
-            upstream::anthropic::chat_completions(
-                &state.client,
-                key,
-                &request,
-                chat.stream,
-                headers,
-            )
-            .await
-        }
-        Family::Mock => Ok(mock::chat_completions(key, &chat, &bytes)),
+    // Parsed into a tree only if an Anthropic key is tried, and then only once.
+    let mut tree: Option<Value> = None;
+    let served = state
+        .failover()
+        .serve(
+            &chat.model,
+            pool,
+            |key| match key.provider.family() {
+                Family::Anthropic => {
+                    anthropic::chat_request(key, parsed(&mut tree, &bytes)?, headers)
+                }
+                Family::OpenAi | Family::Mock => {
+                    Ok(openai::chat_request(key, &chat, &bytes, headers))
+                }
+            },
+            &mut trace.attempts,
+        )
+        .await?;
+    match served {
+        Served::InProcess(key) => Ok(mock::chat_completions(key, &chat, &bytes)),
+        Served::Upstream(key, upstream) => match key.provider.family() {
+            Family::Anthropic => {
+                let request = parsed(&mut tree, &bytes)?;
+                anthropic::chat_response(key, upstream, request, chat.stream, &state.body_ctx).await
+            }
+            Family::OpenAi | Family::Mock => Ok(passthrough_response(
+                upstream,
+                ErrorFormat::OpenAi,
+                &state.body_ctx,
+            )),
+        },
     }
+}
+
+/// The request as a JSON tree, parsed on first use. `inspect` has already proved the body
+/// is a JSON object, so this cannot fail on a body that got this far.
+fn parsed<'a>(tree: &'a mut Option<Value>, bytes: &Bytes) -> Result<&'a Value, ApiError> {
+    if tree.is_none() {
+        *tree = Some(parse_json(bytes)?);
+    }
+    tree.as_ref().ok_or_else(|| ApiError::InvalidRequest {
+        message: "The request body could not be parsed.".into(),
+        param: None,
+    })
 }

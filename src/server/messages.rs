@@ -3,18 +3,19 @@
 //! a response translated back; errors use Anthropic's envelope throughout.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::HeaderMap;
-use serde_json::Value;
 
 use super::AppState;
-use super::body::read_request;
+use super::body::{parse_json, read_request};
+use super::trace::RequestTrace;
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::mock;
 use crate::provider::Family;
-use crate::{mock, upstream};
+use crate::upstream::failover::Served;
+use crate::upstream::{anthropic, openai, passthrough_response};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
@@ -40,65 +41,76 @@ pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response
 }
 
 async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
-    let started = Instant::now();
     let (parts, body) = req.into_parts();
-    let mut key_label = None;
-    let result = handle(&state, &parts.headers, body, endpoint, &mut key_label).await;
-    let response = result.unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
-    tracing::info!(
-        endpoint = endpoint.path(),
-        key = key_label.unwrap_or("-"),
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
-        "request"
-    );
+    let mut trace = RequestTrace::new(endpoint.path(), &state.body_ctx.stats);
+    let response = handle(&state, &parts.headers, body, endpoint, &mut trace)
+        .await
+        .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
+    trace.answered(response.status().as_u16());
     response
 }
 
-async fn handle<'s>(
-    state: &'s AppState,
+async fn handle(
+    state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
     endpoint: Endpoint,
-    key_label: &mut Option<&'s str>,
+    trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
     let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
+    trace.model = Some(truncate_for_message(&request.model));
     let pool = state
         .keys
         .model(&request.model)
         .ok_or_else(|| ApiError::ModelNotFound {
             model: truncate_for_message(&request.model),
         })?;
-    let key = pool.next_key();
-    *key_label = Some(&key.label);
-    match (key.provider.family(), endpoint) {
-        (Family::Anthropic, _) => {
-            let bytes = if key.rewrites_model {
-                request.with_model(&bytes, &key.upstream_model)
-            } else {
-                bytes
-            };
-            upstream::anthropic::passthrough(&state.client, key, endpoint.path(), bytes, headers)
-                .await
-        }
-        (Family::OpenAi, Endpoint::Messages) => {
-            let value = parse(&bytes)?;
-            upstream::openai::messages(&state.client, key, &value, request.stream).await
-        }
+    let all_anthropic = pool
+        .keys()
+        .iter()
+        .all(|k| k.provider.family() == Family::Anthropic);
+    if endpoint == Endpoint::CountTokens && !all_anthropic {
         // OpenAI has no token-counting endpoint; answer with the mock's estimate rather
         // than fail a call that clients such as Claude Code make before every turn.
-        (Family::OpenAi | Family::Mock, Endpoint::CountTokens) => Ok(mock::into_response(
-            mock::anthropic::count_tokens(true, &bytes),
-        )),
-        (Family::Mock, Endpoint::Messages) => {
-            Ok(mock::into_response(mock::anthropic::messages(true, &bytes)))
-        }
+        return Ok(mock::into_response(mock::anthropic::count_tokens(
+            true, &bytes,
+        )));
     }
-}
-
-fn parse(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidRequest {
-        message: format!("There was an error parsing the body of your request: {e}"),
-        param: None,
-    })
+    let tree = match all_anthropic {
+        true => None,
+        false => Some(parse_json(&bytes)?),
+    };
+    let served = state
+        .failover()
+        .serve(
+            &request.model,
+            pool,
+            |key| match (key.provider.family(), &tree) {
+                (Family::OpenAi, Some(tree)) => openai::messages_request(key, tree),
+                _ => {
+                    let body = if key.rewrites_model {
+                        request.with_model(&bytes, &key.upstream_model)
+                    } else {
+                        bytes.clone()
+                    };
+                    let native = anthropic::ClientHeaders::Native(headers);
+                    Ok(anthropic::request(key, endpoint.path(), body, native))
+                }
+            },
+            &mut trace.attempts,
+        )
+        .await?;
+    match served {
+        Served::InProcess(_) => Ok(mock::into_response(mock::anthropic::messages(true, &bytes))),
+        Served::Upstream(key, upstream) => match key.provider.family() {
+            Family::OpenAi => {
+                openai::messages_response(key, upstream, request.stream, &state.body_ctx).await
+            }
+            Family::Anthropic | Family::Mock => Ok(passthrough_response(
+                upstream,
+                ErrorFormat::Anthropic,
+                &state.body_ctx,
+            )),
+        },
+    }
 }

@@ -5,6 +5,7 @@ mod chat;
 pub mod listener;
 mod messages;
 mod models;
+mod trace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,15 +16,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, FailoverOptions};
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::pool::KeyPool;
-use crate::upstream::UpstreamClient;
+use crate::upstream::failover::Failover;
+use crate::upstream::{BodyContext, UpstreamClient};
 
-/// Everything a request needs, built once at startup and shared read-only.
+/// Everything a request needs, built once at startup and shared; key health is atomics.
 pub struct AppState {
     pub keys: KeyPool,
     pub client: UpstreamClient,
+    pub failover: FailoverOptions,
+    pub body_ctx: BodyContext,
     pub max_body_bytes: usize,
     /// The `/v1/models` answer, rendered once.
     models_body: bytes::Bytes,
@@ -31,14 +35,29 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
-        let keys = KeyPool::new(config.keys.clone());
+        let keys = KeyPool::new(config.keys.clone(), config.health.clone());
         let models_body = models::render(&keys);
         Ok(AppState {
             client: UpstreamClient::new(&config.upstream)?,
             keys,
+            failover: config.failover.clone(),
+            body_ctx: BodyContext {
+                idle_timeout: config.failover.idle_timeout,
+                stats: Arc::default(),
+            },
             max_body_bytes: config.max_body_bytes,
             models_body,
         })
+    }
+}
+
+impl AppState {
+    pub fn failover(&self) -> Failover<'_> {
+        Failover {
+            client: &self.client,
+            keys: &self.keys,
+            opts: &self.failover,
+        }
     }
 }
 

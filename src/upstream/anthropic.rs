@@ -1,18 +1,21 @@
-//! The Anthropic upstream: OpenAI-format requests translated to Messages and back
-//! (streaming included), and native `/v1/messages` requests passed through untouched.
+//! The Anthropic upstream: requests for a key (native `/v1/messages` bodies as sent, or
+//! OpenAI requests translated to Messages), and the conversion of its answer back to an
+//! OpenAI client.
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Incoming;
 use serde_json::Value;
 
-use super::client::{UpstreamClient, UpstreamRequest};
+use super::client::UpstreamRequest;
 use super::headers::{copy_request_headers, strip_response_headers};
+use super::stream_guard::{ClientBody, IdleTimeout};
 use super::translated_body::TranslatedBody;
-use super::{json_response, read_upstream_body, unix_now};
-use crate::error::ApiError;
+use super::{BodyContext, json_response, read_upstream_body, unix_now};
+use crate::error::{ApiError, ErrorFormat};
 use crate::pool::Key;
 use crate::translate::stream::AnthropicToOpenAi;
 use crate::translate::{errors, request, response};
@@ -31,6 +34,7 @@ pub enum ClientHeaders<'a> {
     Translated(&'a HeaderMap),
 }
 
+/// A request to `{base_url}{path}` for an Anthropic key.
 pub fn request(key: &Key, path: &str, body: Bytes, client: ClientHeaders) -> UpstreamRequest {
     let mut req = http::Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
@@ -62,26 +66,32 @@ pub fn request(key: &Key, path: &str, body: Bytes, client: ClientHeaders) -> Ups
     req
 }
 
-/// An OpenAI Chat Completions request served by an Anthropic key.
-pub async fn chat_completions(
-    client: &UpstreamClient,
+/// An OpenAI Chat Completions request translated to Messages for `key`.
+pub fn chat_request(
     key: &Key,
     openai_request: &Value,
-    stream: bool,
     client_headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> Result<UpstreamRequest, ApiError> {
     let max_tokens = key.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-    let translated = request::openai_to_anthropic(openai_request, &key.upstream_model, max_tokens)
-        .map_err(ApiError::from)?;
+    let translated = request::openai_to_anthropic(openai_request, &key.upstream_model, max_tokens)?;
     let body = Bytes::from(serde_json::to_vec(&translated).unwrap_or_default());
-    let req = request(
+    Ok(request(
         key,
         "/v1/messages",
         body,
         ClientHeaders::Translated(client_headers),
-    );
-    let upstream = client.send(req, &key.label).await?;
+    ))
+}
 
+/// An Anthropic answer to a translated Chat Completions request, back in OpenAI's format:
+/// errors as OpenAI envelopes with the same status, streams chunk by chunk.
+pub async fn chat_response(
+    key: &Key,
+    upstream: http::Response<Incoming>,
+    openai_request: &Value,
+    stream: bool,
+    ctx: &BodyContext,
+) -> Result<Response, ApiError> {
     let (parts, incoming) = upstream.into_parts();
     let mut headers = parts.headers;
     strip_response_headers(&mut headers);
@@ -99,13 +109,17 @@ pub async fn chat_completions(
     if stream {
         let include_usage =
             openai_request.pointer("/stream_options/include_usage") == Some(&Value::Bool(true));
-        let translator = AnthropicToOpenAi::new(include_usage, created, &key.upstream_model);
+        let translated = TranslatedBody::new(
+            IdleTimeout::new(incoming, ctx.idle_timeout),
+            AnthropicToOpenAi::new(include_usage, created, &key.upstream_model),
+        );
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let mut resp = Response::new(Body::new(TranslatedBody::new(incoming, translator)));
+        let body = ClientBody::new(translated, Some(ErrorFormat::OpenAi), ctx.stats.clone());
+        let mut resp = Response::new(Body::new(body));
         *resp.headers_mut() = headers;
         return Ok(resp);
     }
@@ -120,23 +134,4 @@ pub async fn chat_completions(
         headers,
         Bytes::from(completion.to_string()),
     ))
-}
-
-/// A native `/v1/messages` (or `/v1/messages/count_tokens`) request to an Anthropic key:
-/// body and events pass through unchanged.
-pub async fn passthrough(
-    client: &UpstreamClient,
-    key: &Key,
-    path: &str,
-    body: Bytes,
-    client_headers: &HeaderMap,
-) -> Result<Response, ApiError> {
-    let req = request(key, path, body, ClientHeaders::Native(client_headers));
-    let upstream = client.send(req, &key.label).await?;
-    let (mut parts, incoming) = upstream.into_parts();
-    strip_response_headers(&mut parts.headers);
-    let mut resp = Response::new(Body::new(incoming));
-    *resp.status_mut() = parts.status;
-    *resp.headers_mut() = parts.headers;
-    Ok(resp)
 }

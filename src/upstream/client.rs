@@ -14,13 +14,14 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::config::UpstreamOptions;
-use crate::error::ApiError;
+use crate::error::{ApiError, TimeoutKind};
 
 pub type UpstreamRequest = http::Request<Full<Bytes>>;
 
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    connect_timeout: Duration,
     first_byte_timeout: Duration,
 }
 
@@ -60,6 +61,7 @@ impl UpstreamClient {
             .build(connector);
         Ok(UpstreamClient {
             client,
+            connect_timeout: opts.connect_timeout,
             first_byte_timeout: opts.first_byte_timeout,
         })
     }
@@ -74,14 +76,14 @@ impl UpstreamClient {
         match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
             Err(_) => Err(ApiError::UpstreamTimeout {
                 key: key.to_owned(),
-                what: "send response headers",
+                kind: TimeoutKind::FirstByte,
                 seconds: self.first_byte_timeout.as_secs_f64(),
             }),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) if is_timeout(&e) => Err(ApiError::UpstreamTimeout {
                 key: key.to_owned(),
-                what: "accept the connection",
-                seconds: 0.0,
+                kind: TimeoutKind::Connect,
+                seconds: self.connect_timeout.as_secs_f64(),
             }),
             Ok(Err(e)) => Err(ApiError::UpstreamUnreachable {
                 key: key.to_owned(),

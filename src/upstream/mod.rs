@@ -7,6 +7,8 @@ pub mod openai;
 
 pub use client::UpstreamClient;
 pub mod anthropic;
+pub mod failover;
+pub mod stream_guard;
 pub mod translated_body;
 
 use axum::body::Body;
@@ -15,7 +17,40 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorFormat};
+use headers::strip_response_headers;
+use stream_guard::{ClientBody, IdleTimeout, StreamStats};
+
+/// What a response body needs once the upstream answered.
+pub struct BodyContext {
+    pub idle_timeout: std::time::Duration,
+    pub stats: std::sync::Arc<StreamStats>,
+}
+
+/// A same-format answer, passed on as the upstream sent it: status, headers, body frames.
+/// A stream that breaks after its first byte ends with an in-band error in `format`.
+pub fn passthrough_response(
+    upstream: http::Response<hyper::body::Incoming>,
+    format: ErrorFormat,
+    ctx: &BodyContext,
+) -> Response {
+    let (mut parts, incoming) = upstream.into_parts();
+    strip_response_headers(&mut parts.headers);
+    let is_stream = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let body = ClientBody::new(
+        IdleTimeout::new(incoming, ctx.idle_timeout),
+        is_stream.then_some(format),
+        ctx.stats.clone(),
+    );
+    let mut resp = Response::new(Body::new(body));
+    *resp.status_mut() = parts.status;
+    *resp.headers_mut() = parts.headers;
+    resp
+}
 
 /// Upstream bodies keyrelay must read whole (errors, responses to translate) are bounded,
 /// so a misbehaving upstream cannot exhaust memory.

@@ -1,73 +1,63 @@
-//! The OpenAI-family upstream path: the client's body goes upstream as sent (only `model`
-//! rewritten when the key names the model differently), and the upstream's status, headers
-//! and body come back unchanged, streamed frame by frame.
+//! The OpenAI-family upstream: requests for a key (the client's body as sent, only `model`
+//! rewritten; or a translated Anthropic request), and the conversion of its answer back to
+//! an Anthropic client.
 
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::Value;
 
-use super::client::UpstreamClient;
+use super::client::UpstreamRequest;
 use super::headers::{copy_request_headers, strip_response_headers};
+use super::stream_guard::{ClientBody, IdleTimeout};
 use super::translated_body::TranslatedBody;
-use super::{json_response, read_upstream_body};
-use crate::error::ApiError;
+use super::{BodyContext, json_response, read_upstream_body};
+use crate::error::{ApiError, ErrorFormat};
 use crate::inspect::ChatRequest;
 use crate::pool::Key;
 use crate::translate::errors;
 use crate::translate::reverse::{self, OpenAiToAnthropic};
-use serde_json::Value;
 
-pub async fn chat_completions(
-    client: &UpstreamClient,
+/// The client's Chat Completions request, as sent, for `key`.
+pub fn chat_request(
     key: &Key,
     chat: &ChatRequest,
-    body: Bytes,
+    body: &Bytes,
     client_headers: &HeaderMap,
-) -> Result<Response, ApiError> {
+) -> UpstreamRequest {
     let body = if key.rewrites_model {
-        chat.with_model(&body, &key.upstream_model)
+        chat.with_model(body, &key.upstream_model)
     } else {
-        body
+        body.clone()
     };
+    let mut req = post(key, body);
+    copy_request_headers(client_headers, req.headers_mut());
+    set_json_and_auth(key, req.headers_mut());
+    req
+}
+
+/// An Anthropic Messages request translated to Chat Completions for `key`.
+pub fn messages_request(key: &Key, anthropic_request: &Value) -> Result<UpstreamRequest, ApiError> {
+    let translated = reverse::anthropic_to_openai_request(anthropic_request, &key.upstream_model)?;
+    let mut req = post(
+        key,
+        Bytes::from(serde_json::to_vec(&translated).unwrap_or_default()),
+    );
+    set_json_and_auth(key, req.headers_mut());
+    Ok(req)
+}
+
+fn post(key: &Key, body: Bytes) -> UpstreamRequest {
     let mut req = http::Request::new(Full::new(body));
     *req.method_mut() = Method::POST;
     *req.uri_mut() = key.endpoint.clone();
-    let headers = req.headers_mut();
-    copy_request_headers(client_headers, headers);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some((name, value)) = &key.auth {
-        headers.insert(name, value.clone());
-    }
-
-    let upstream = client.send(req, &key.label).await?;
-    let (mut parts, incoming) = upstream.into_parts();
-    strip_response_headers(&mut parts.headers);
-    let mut resp = Response::new(Body::new(incoming));
-    *resp.status_mut() = parts.status;
-    *resp.headers_mut() = parts.headers;
-    Ok(resp)
+    req
 }
 
-/// A native Anthropic `/v1/messages` request served by an OpenAI-family key: the request is
-/// translated to Chat Completions and the answer (or stream) back to Anthropic's format.
-pub async fn messages(
-    client: &UpstreamClient,
-    key: &Key,
-    anthropic_request: &Value,
-    stream: bool,
-) -> Result<Response, ApiError> {
-    let translated = reverse::anthropic_to_openai_request(anthropic_request, &key.upstream_model)?;
-    let mut req = http::Request::new(Full::new(Bytes::from(
-        serde_json::to_vec(&translated).unwrap_or_default(),
-    )));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = key.endpoint.clone();
-    let headers = req.headers_mut();
+fn set_json_and_auth(key: &Key, headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -75,8 +65,16 @@ pub async fn messages(
     if let Some((name, value)) = &key.auth {
         headers.insert(name, value.clone());
     }
+}
 
-    let upstream = client.send(req, &key.label).await?;
+/// An OpenAI-family answer to a translated `/v1/messages` request, back in Anthropic's
+/// format: errors as Anthropic envelopes, streams event by event.
+pub async fn messages_response(
+    key: &Key,
+    upstream: http::Response<Incoming>,
+    stream: bool,
+    ctx: &BodyContext,
+) -> Result<Response, ApiError> {
     let (parts, incoming) = upstream.into_parts();
     let mut headers = parts.headers;
     strip_response_headers(&mut headers);
@@ -92,8 +90,12 @@ pub async fn messages(
             HeaderValue::from_static("text/event-stream"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let translator = OpenAiToAnthropic::new(&key.upstream_model);
-        let mut resp = Response::new(Body::new(TranslatedBody::new(incoming, translator)));
+        let translated = TranslatedBody::new(
+            IdleTimeout::new(incoming, ctx.idle_timeout),
+            OpenAiToAnthropic::new(&key.upstream_model),
+        );
+        let body = ClientBody::new(translated, Some(ErrorFormat::Anthropic), ctx.stats.clone());
+        let mut resp = Response::new(Body::new(body));
         *resp.headers_mut() = headers;
         return Ok(resp);
     }

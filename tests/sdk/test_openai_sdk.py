@@ -321,8 +321,8 @@ def test_first_byte_timeout_is_504(mock, start_keyrelay):
 
     e = info.value
     assert e.status_code == 504
-    assert e.code == "upstream_timeout"
-    assert e.response.json()["error"]["code"] == "upstream_timeout"
+    assert e.code == "upstream_first_byte_timeout"
+    assert e.response.json()["error"]["code"] == "upstream_first_byte_timeout"
     # keyrelay gave up at its timeout, not when the upstream finally answered (2 s).
     assert 0.4 <= elapsed < 1.8, f"answered after {elapsed:.3f} s"
 
