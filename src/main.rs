@@ -17,11 +17,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Log lines are written by a background thread: a write to a slow terminal or pipe must
+    // not stall the request path. Not lossy: under a flood the writer applies back-pressure
+    // rather than silently dropping lines.
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .init();
     if cli.demo && KeySource::from_env().inline.is_some() {
         tracing::warn!("--demo ignores LLM_KEYS and serves the built-in mock key set");
