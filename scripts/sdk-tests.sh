@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end tests with the official OpenAI Python SDK against keyrelay and keyrelay-mock.
+# End-to-end tests with the official OpenAI and Anthropic Python SDKs against keyrelay and
+# keyrelay-mock.
 #
 # Builds nothing: the caller builds first (cargo build). The binaries are taken from
 # KEYRELAY_BIN_DIR (default target/debug, relative to the repo root). Extra arguments go

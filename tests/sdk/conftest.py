@@ -1,9 +1,10 @@
-"""Fixtures for the OpenAI SDK end-to-end tests.
+"""Fixtures for the OpenAI and Anthropic SDK end-to-end tests.
 
-Each test starts its own `keyrelay-mock` (the project's mock OpenAI upstream) and one or
-more `keyrelay` proxies in front of it, as subprocesses on ephemeral loopback ports
-(`--port 0`; the chosen address is read from the first stdout line). Everything a test
-starts is killed at its teardown, so counters such as `/_mock/hits` start at zero.
+Each test starts its own `keyrelay-mock` (the project's mock upstream, speaking both the
+OpenAI and the Anthropic API) and one or more `keyrelay` proxies in front of it, as
+subprocesses on ephemeral loopback ports (`--port 0`; the chosen address is read from the
+first stdout line). Everything a test starts is killed at its teardown, so counters such as
+`/_mock/hits` start at zero.
 
 The binaries come from `KEYRELAY_BIN_DIR` (default `target/debug`, relative to the repo
 root); nothing here builds them.
@@ -164,6 +165,16 @@ class Mock(Process):
             **extra,
         }
 
+    def anthropic_key(self, api_key: str, model: str, **extra: object) -> dict:
+        """An `LLM_KEYS` entry for an Anthropic key served by this mock (base URL: host root)."""
+        return {
+            "api_key": api_key,
+            "model": model,
+            "provider": "anthropic",
+            "base_url": self.root,
+            **extra,
+        }
+
 
 class Relay(Process):
     """A running keyrelay."""
@@ -177,6 +188,19 @@ class Relay(Process):
         }
         options.update(kwargs)
         return openai.OpenAI(**options)
+
+    def anthropic_client(self, **kwargs: object):
+        """The official Anthropic SDK pointed at keyrelay (its base URL is the host root)."""
+        import anthropic
+
+        options: dict = {
+            "base_url": self.url,
+            "api_key": CLIENT_TOKEN,
+            "max_retries": 0,
+            "timeout": CLIENT_TIMEOUT_S,
+        }
+        options.update(kwargs)
+        return anthropic.Anthropic(**options)
 
 
 @pytest.fixture
