@@ -186,11 +186,15 @@ impl KeyPool {
             .filter(move |k| k.provider == key.provider && k.base_url == key.base_url)
     }
 
-    /// Whether every other key of this provider (same base URL) was refused recently.
+    /// Whether every other key of this provider (same base URL) was refused recently. A
+    /// provider with a single key gives no such evidence: its refusal disables the key.
     fn provider_refusing_everywhere(&self, key: &Key, now: u64) -> bool {
-        self.same_provider(key)
+        let mut others = self
+            .same_provider(key)
             .filter(|k| !std::ptr::eq(k.as_ref(), key))
-            .all(|k| k.health.recently_refused(now, self.policy.account_window))
+            .peekable();
+        others.peek().is_some()
+            && others.all(|k| k.health.recently_refused(now, self.policy.account_window))
     }
 
     pub fn model(&self, name: &str) -> Option<&ModelPool> {

@@ -6,7 +6,7 @@
 pub enum Family {
     /// OpenAI Chat Completions: the body passes through untouched.
     OpenAi,
-    /// Anthropic Messages: needs translation (not served yet: answers 501).
+    /// Anthropic Messages: native on `/v1/messages`, translated for OpenAI-format clients.
     Anthropic,
     /// keyrelay's built-in provider that answers in-process without any network.
     Mock,

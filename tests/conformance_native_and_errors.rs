@@ -701,8 +701,9 @@ const TOO_MANY: &str = r#"{"type":"error","error":{"type":"rate_limit_error","me
 #[tokio::test]
 async fn e68_anthropic_429_becomes_openai_envelope_with_retry_after() {
     let mock = recording_mock().await;
-    let proxy = Proxy::start(&json!([anthropic_key(&mock, "claude-x", "sk-ant-1")]), &[]).await;
     for stream in [false, true] {
+        // A fresh proxy per case: the first 429/529 puts the key into cooldown.
+        let proxy = Proxy::start(&json!([anthropic_key(&mock, "claude-x", "sk-ant-1")]), &[]).await;
         mock.script(
             "sk-ant-1",
             [respond(429, &[("retry-after", "7")], TOO_MANY)],
@@ -731,8 +732,9 @@ async fn e68_anthropic_429_becomes_openai_envelope_with_retry_after() {
 #[tokio::test]
 async fn e69_anthropic_529_is_never_a_success() {
     let mock = recording_mock().await;
-    let proxy = Proxy::start(&json!([anthropic_key(&mock, "claude-x", "sk-ant-1")]), &[]).await;
     for stream in [false, true] {
+        // A fresh proxy per case: the first 429/529 puts the key into cooldown.
+        let proxy = Proxy::start(&json!([anthropic_key(&mock, "claude-x", "sk-ant-1")]), &[]).await;
         mock.script(
             "sk-ant-1",
             [Behavior::Fail {

@@ -124,7 +124,10 @@ async fn upstream_errors_pass_through_unchanged() {
             headers: vec![("retry-after".into(), "7".into())],
         }],
     );
-    let keys = json!([openai_key(&mock, "m", "k"), openai_key(&mock, "other", "k2")]);
+    let keys = json!([
+        openai_key(&mock, "m", "k"),
+        openai_key(&mock, "other", "k2")
+    ]);
     let proxy = Proxy::start(&keys, &[]).await;
     let resp = proxy.chat(&chat_body("m", "hi")).await;
     assert_eq!(resp.status(), 429);

@@ -23,6 +23,8 @@ pub struct KeySource {
     pub inline: Option<Secret>,
     /// The path in `LLM_KEYS_FILE`.
     pub file: Option<PathBuf>,
+    /// `KEYRELAY_ADMIN_TOKEN`: enables `/admin/*` and is required as its bearer token.
+    pub admin_token: Option<Secret>,
 }
 
 impl KeySource {
@@ -30,6 +32,10 @@ impl KeySource {
         Self {
             inline: std::env::var("LLM_KEYS").ok().map(Secret::new),
             file: std::env::var_os("LLM_KEYS_FILE").map(PathBuf::from),
+            admin_token: std::env::var("KEYRELAY_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
         }
     }
 }
@@ -45,6 +51,7 @@ pub struct Config {
     pub health: HealthPolicy,
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub admin_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +126,7 @@ impl Config {
                 },
                 max_body_bytes: cli.max_body,
                 shutdown_timeout: Duration::from_secs_f64(cli.shutdown_timeout),
+                admin_token: source.admin_token.clone(),
             }),
             _ => Err(ConfigError(problems)),
         }

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -71,6 +72,9 @@ pub struct Recorded {
 #[derive(Default)]
 struct Shared {
     opts: MockOptions,
+    /// Response bodies being sent right now; a body the client abandoned is dropped, and
+    /// with it this count, as soon as the server notices.
+    open_bodies: Arc<AtomicU64>,
     hits: Mutex<HashMap<String, u64>>,
     scripts: Mutex<HashMap<String, VecDeque<Behavior>>>,
     requests: Mutex<Vec<Recorded>>,
@@ -142,6 +146,11 @@ impl MockUpstream {
     /// Requests received per key (an empty string for requests without one).
     pub fn hits(&self) -> HashMap<String, u64> {
         lock(&self.shared.hits).clone()
+    }
+
+    /// Response bodies still being sent.
+    pub fn open_bodies(&self) -> u64 {
+        self.shared.open_bodies.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -294,7 +303,45 @@ async fn serve(
     let resp = answer(headers.contains_key("anthropic-version"), &body);
     let mut out = to_response(resp, gate, shared.opts.chunk_delay);
     provider_headers(api, &mut out);
-    out
+    counted(out, &shared.open_bodies)
+}
+
+/// Wraps a response body so `open_bodies` tracks it until it is dropped.
+fn counted(resp: Response, open: &Arc<AtomicU64>) -> Response {
+    struct Counted {
+        inner: Body,
+        open: Arc<AtomicU64>,
+    }
+    impl http_body::Body for Counted {
+        type Data = Bytes;
+        type Error = axum::Error;
+        fn poll_frame(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+            std::pin::Pin::new(&mut self.inner).poll_frame(cx)
+        }
+        fn is_end_stream(&self) -> bool {
+            self.inner.is_end_stream()
+        }
+        fn size_hint(&self) -> http_body::SizeHint {
+            self.inner.size_hint()
+        }
+    }
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    open.fetch_add(1, Ordering::SeqCst);
+    let (parts, inner) = resp.into_parts();
+    Response::from_parts(
+        parts,
+        Body::new(Counted {
+            inner,
+            open: open.clone(),
+        }),
+    )
 }
 
 fn missing_key(api: Api) -> MockResponse {
@@ -396,12 +443,18 @@ fn respond(status: u16, headers: &[(String, String)], body: Bytes) -> Response {
 }
 
 fn raw_stream(frames: Vec<Bytes>, truncate: bool) -> Response {
-    let items = frames.into_iter().map(Ok).chain(truncate.then(|| {
+    use futures_util::StreamExt;
+    let frames = futures_util::stream::iter(frames.into_iter().map(Ok));
+    // The break comes after one scheduler turn, so the server has flushed the head and the
+    // frames: the client sees a stream that started and then broke, not a failed response.
+    let broken = futures_util::stream::once(async move {
+        tokio::task::yield_now().await;
         Err(std::io::Error::other(
             "mock upstream dropped the connection",
         ))
-    }));
-    let mut resp = Response::new(Body::from_stream(futures_util::stream::iter(items)));
+    })
+    .filter(move |_| std::future::ready(truncate));
+    let mut resp = Response::new(Body::from_stream(frames.chain(broken)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),

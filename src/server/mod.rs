@@ -1,5 +1,6 @@
 //! The HTTP front: routes, shared state, and the handlers (one module per endpoint).
 
+mod admin;
 mod body;
 mod chat;
 pub mod listener;
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::{Config, FailoverOptions};
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::pool::KeyPool;
+use crate::secret::Secret;
 use crate::upstream::failover::Failover;
 use crate::upstream::{BodyContext, UpstreamClient};
 
@@ -29,6 +31,7 @@ pub struct AppState {
     pub failover: FailoverOptions,
     pub body_ctx: BodyContext,
     pub max_body_bytes: usize,
+    pub admin_token: Option<Secret>,
     /// The `/v1/models` answer, rendered once.
     models_body: bytes::Bytes,
 }
@@ -46,6 +49,7 @@ impl AppState {
                 stats: Arc::default(),
             },
             max_body_bytes: config.max_body_bytes,
+            admin_token: config.admin_token.clone(),
             models_body,
         })
     }
@@ -70,6 +74,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
         .route("/health", get(health))
+        .route("/admin/keys", get(admin::keys))
+        .route("/admin/keys/{label}/reset", post(admin::reset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

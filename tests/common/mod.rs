@@ -13,6 +13,9 @@ use tokio::sync::oneshot;
 
 pub use keyrelay::mock::upstream::{Behavior, MockOptions, MockUpstream};
 
+/// The admin token every test proxy is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 pub struct Proxy {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -27,6 +30,7 @@ impl Proxy {
         let source = KeySource {
             inline: Some(Secret::new(keys.to_string())),
             file: None,
+            admin_token: Some(Secret::new(ADMIN_TOKEN)),
         };
         let config = Config::load(&cli, source).unwrap();
         let listener = TcpListener::bind(config.listen).await.unwrap();

@@ -1,0 +1,115 @@
+//! `/admin/keys`: every key's state and counters, and a reset. Off unless
+//! `KEYRELAY_ADMIN_TOKEN` is set; then that token is required as a bearer token (compared in
+//! constant time). Keys appear by label only.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode, header};
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::error::{ApiError, truncate_for_message};
+use crate::health::KeyState;
+use crate::pool::Key;
+
+pub async fn keys(State(state): State<Arc<AppState>>, req: Request) -> Response {
+    if let Some(refused) = refusal(&state, req.headers()) {
+        return refused;
+    }
+    let now = state.keys.now_ms();
+    let keys: Vec<Value> = state
+        .keys
+        .all_keys()
+        .iter()
+        .map(|k| key_json(k, now))
+        .collect();
+    let stats = &state.body_ctx.stats;
+    axum::Json(json!({
+        "keys": keys,
+        "requests_cancelled": stats.cancelled.load(Relaxed),
+        "open_streams": stats.open.load(Relaxed),
+    }))
+    .into_response()
+}
+
+pub async fn reset(
+    State(state): State<Arc<AppState>>,
+    Path(label): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&state, &headers) {
+        return refused;
+    }
+    match state.keys.all_keys().iter().find(|k| k.label == label) {
+        Some(key) => {
+            key.health.reset();
+            tracing::info!(key = %key.label, "key reset to healthy by an operator");
+            axum::Json(key_json(key, state.keys.now_ms())).into_response()
+        }
+        None => admin_error(
+            StatusCode::NOT_FOUND,
+            &format!("No key is labelled {:?}.", truncate_for_message(&label)),
+        ),
+    }
+}
+
+fn key_json(key: &Key, now_ms: u64) -> Value {
+    let h = &key.health;
+    let mut v = json!({
+        "label": key.label,
+        "model": key.model,
+        "provider": key.provider.name(),
+        "consecutive_failures": h.consecutive_failures(),
+        "attempts": h.attempts.load(Relaxed),
+        "successes": h.successes.load(Relaxed),
+        "errors": h.errors.load(Relaxed),
+        "cooldowns": h.cooldowns.load(Relaxed),
+    });
+    match h.state(now_ms) {
+        KeyState::Healthy => v["state"] = json!("healthy"),
+        KeyState::Cooling { until_ms } => {
+            let remaining = Duration::from_millis(until_ms - now_ms);
+            v["state"] = json!("cooling");
+            v["cooldown_remaining_s"] = json!(remaining.as_secs_f64());
+            v["cooling_until"] =
+                json!(humantime::format_rfc3339_seconds(SystemTime::now() + remaining).to_string());
+        }
+        KeyState::Disabled { status } => {
+            v["state"] = json!("disabled");
+            v["disabled_reason"] = json!(format!("upstream answered {status}"));
+        }
+    }
+    v
+}
+
+/// The response refusing this request, or `None` when it carries the admin token.
+fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let Some(expected) = &state.admin_token else {
+        // Off: indistinguishable from a path that does not exist.
+        let off = ApiError::NotFound {
+            path: "/admin".into(),
+        };
+        return Some(off.into_response());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+        None
+    } else {
+        let message = "A valid admin bearer token is required.";
+        Some(admin_error(StatusCode::UNAUTHORIZED, message))
+    }
+}
+
+fn admin_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": null}})))
+        .into_response()
+}
