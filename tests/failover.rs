@@ -450,3 +450,30 @@ async fn admin_needs_its_token_and_never_shows_a_key() {
     assert!(text.contains("openai…est"), "{text}");
     assert!(!text.contains("sk-very-secret"), "{text}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_before_the_response_is_counted_and_the_attempt_dropped() {
+    let mock = recording_mock().await;
+    mock.script("k1", [Behavior::DelayHeaders(Duration::from_secs(5))]);
+    let proxy = Proxy::start(&keys(&mock, "m", &["k1"]), &[]).await;
+    let body = chat_body("m", "hi");
+    let request = proxy.chat(&body);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), request)
+            .await
+            .is_err()
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let admin = admin_keys(&proxy).await;
+        if admin["requests_cancelled"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cancellation not noticed: {admin}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

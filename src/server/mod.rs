@@ -9,7 +9,6 @@ mod models;
 mod trace;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
@@ -93,7 +92,7 @@ pub async fn run(
         router(state),
         None,
         shutdown,
-        Duration::from_secs(30),
+        config.shutdown_timeout,
     )
     .await;
     Ok(())
