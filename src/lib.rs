@@ -5,6 +5,7 @@
 //! - `config`: `LLM_KEYS` parsing and validation, and the validated `Config`.
 //! - `provider`: the closed set of providers, their default URLs and wire families.
 //! - `secret`: the redacting wrapper every key and token lives in.
+//! - `auth`: client tokens (constant-time comparison, per-token model lists).
 //! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
 //! - `health`: per-key cooldowns, disabling and the circuit breaker (atomics only).
 //! - `inspect`: finds `model`/`stream` in a request body without building a tree.
@@ -15,6 +16,7 @@
 //! - `error`: keyrelay's own errors and their single mapping to HTTP responses.
 //! - `banner`: the startup summary.
 
+pub mod auth;
 pub mod banner;
 pub mod cli;
 pub mod config;

@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::AppState;
 use super::body::{parse_json, read_request};
 use super::trace::RequestTrace;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::mock;
 use crate::provider::Family;
@@ -22,7 +23,13 @@ use crate::upstream::{anthropic, openai, passthrough_response};
 pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let mut trace = RequestTrace::new("chat_completions", &state.body_ctx.stats);
-    let response = handle(&state, &parts.headers, body, &mut trace)
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    trace.caller = caller.name().to_owned();
+    let response = handle(&state, &parts.headers, body, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));
     trace.answered(response.status().as_u16());
@@ -33,10 +40,12 @@ async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
+    caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
     let (bytes, chat) = read_request(headers, body, state.max_body_bytes).await?;
     trace.model = Some(truncate_for_message(&chat.model));
+    caller.check_model(&chat.model)?;
     let pool = state
         .keys
         .model(&chat.model)

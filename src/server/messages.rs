@@ -11,6 +11,7 @@ use http::HeaderMap;
 use super::AppState;
 use super::body::{parse_json, read_request};
 use super::trace::RequestTrace;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::mock;
 use crate::provider::Family;
@@ -43,7 +44,13 @@ pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response
 async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = req.into_parts();
     let mut trace = RequestTrace::new(endpoint.path(), &state.body_ctx.stats);
-    let response = handle(&state, &parts.headers, body, endpoint, &mut trace)
+    let caller = parts
+        .extensions
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_default();
+    trace.caller = caller.name().to_owned();
+    let response = handle(&state, &parts.headers, body, endpoint, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
     trace.answered(response.status().as_u16());
@@ -55,10 +62,12 @@ async fn handle(
     headers: &HeaderMap,
     body: axum::body::Body,
     endpoint: Endpoint,
+    caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
     let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
     trace.model = Some(truncate_for_message(&request.model));
+    caller.check_model(&request.model)?;
     let pool = state
         .keys
         .model(&request.model)

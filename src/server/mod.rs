@@ -3,6 +3,7 @@
 mod admin;
 mod body;
 mod chat;
+mod guard;
 pub mod listener;
 mod messages;
 mod models;
@@ -16,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use crate::auth::ClientAuth;
 use crate::config::{Config, FailoverOptions};
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
 use crate::pool::KeyPool;
@@ -31,6 +33,8 @@ pub struct AppState {
     pub body_ctx: BodyContext,
     pub max_body_bytes: usize,
     pub admin_token: Option<Secret>,
+    pub auth: ClientAuth,
+    pub in_flight: guard::InFlight,
     /// The `/v1/models` answer, rendered once.
     models_body: bytes::Bytes,
 }
@@ -49,6 +53,8 @@ impl AppState {
             },
             max_body_bytes: config.max_body_bytes,
             admin_token: config.admin_token.clone(),
+            auth: ClientAuth::new(config.client_tokens.clone()),
+            in_flight: guard::InFlight::new(config.max_concurrency),
             models_body,
         })
     }
@@ -65,13 +71,21 @@ impl AppState {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    // The API endpoints sit behind the client-token and concurrency guard; /health and
+    // /admin (which has its own token) do not.
+    let api = Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::api_guard,
+        ));
+    Router::new()
+        .merge(api)
         .route("/health", get(health))
         .route("/admin/keys", get(admin::keys))
         .route("/admin/keys/{label}/reset", post(admin::reset))
@@ -117,7 +131,7 @@ async fn method_not_allowed(req: Request) -> Response {
 }
 
 /// Anthropic clients live under `/v1/messages`; everything else speaks OpenAI.
-fn error_format(req: &Request) -> ErrorFormat {
+pub(crate) fn error_format(req: &Request) -> ErrorFormat {
     if req.uri().path().starts_with("/v1/messages") {
         ErrorFormat::Anthropic
     } else {

@@ -11,6 +11,8 @@ use crate::upstream::stream_guard::StreamStats;
 
 pub struct RequestTrace {
     endpoint: &'static str,
+    /// The client token's name, `-` when tokens are off.
+    pub caller: String,
     pub model: Option<String>,
     pub attempts: Vec<AttemptRecord>,
     started: Instant,
@@ -22,6 +24,7 @@ impl RequestTrace {
     pub fn new(endpoint: &'static str, stats: &Arc<StreamStats>) -> Self {
         RequestTrace {
             endpoint,
+            caller: "-".to_owned(),
             model: None,
             attempts: Vec::new(),
             started: Instant::now(),
@@ -40,6 +43,7 @@ impl RequestTrace {
         self.answered = true;
         tracing::info!(
             endpoint = self.endpoint,
+            caller = %self.caller,
             model = self.model.as_deref().unwrap_or("-"),
             attempts = %self.attempts_text(),
             status,
@@ -55,6 +59,7 @@ impl Drop for RequestTrace {
             self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
             tracing::info!(
                 endpoint = self.endpoint,
+                caller = %self.caller,
                 model = self.model.as_deref().unwrap_or("-"),
                 attempts = %self.attempts_text(),
                 ms = self.started.elapsed().as_secs_f64() * 1000.0,

@@ -31,6 +31,7 @@ impl Proxy {
             inline: Some(Secret::new(keys.to_string())),
             file: None,
             admin_token: Some(Secret::new(ADMIN_TOKEN)),
+            ..Default::default()
         };
         let config = Config::load(&cli, source).unwrap();
         let listener = TcpListener::bind(config.listen).await.unwrap();
