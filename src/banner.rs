@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 
 use crate::config::KeySpec;
 
-pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool) -> String {
+pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "keyrelay {} listening on http://{addr}",
+        "keyrelay {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     let mut models: Vec<&str> = Vec::new();
@@ -38,7 +39,7 @@ pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool) -> String {
         let _ = writeln!(
             out,
             "\ndemo mode: keys are served by the built-in mock provider. Try:\n  \
-             curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' \\\n    \
+             curl -s {scheme}://{addr}/v1/chat/completions -H 'Content-Type: application/json' \\\n    \
              -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello keyrelay\"}}]}}'"
         );
     }
@@ -53,7 +54,7 @@ mod tests {
     #[test]
     fn lists_models_with_counts_and_curl_line() {
         let keys = demo_keys();
-        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true);
+        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true, false);
         assert!(text.contains("listening on http://127.0.0.1:7788"));
         assert!(text.contains("model demo-gpt: 3 keys"));
         assert!(text.contains("model demo-fast: 2 keys"));

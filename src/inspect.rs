@@ -1,13 +1,15 @@
 //! Request inspection: find `model` and `stream` in a Chat Completions body without building
 //! a JSON tree, and rewrite `model` in place when the upstream knows the model by another name.
 //!
-//! serde_json skips every other field while still validating it, so malformed JSON, invalid
-//! UTF-8 and duplicate keys are all rejected here, before any key is touched.
+//! Every other field is walked without being kept, so malformed JSON, invalid UTF-8,
+//! duplicate keys and nesting deeper than serde_json's limit of 128 levels are all rejected
+//! here, before any key is touched.
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// What the proxy needs to know about a chat request.
@@ -26,14 +28,110 @@ pub struct InvalidRequest {
     pub param: Option<&'static str>,
 }
 
-#[derive(Deserialize)]
+/// The three fields inspection needs, borrowed from the body.
 struct Probe<'a> {
-    #[serde(borrow)]
     model: Option<&'a RawValue>,
-    #[serde(borrow)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow)]
     messages: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Model,
+    Stream,
+    Messages,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Probe<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ProbeVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ProbeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ProbeVisitor<'a> {
+    type Value = Probe<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Probe<'a>, M::Error> {
+        let mut probe = Probe {
+            model: None,
+            stream: None,
+            messages: None,
+        };
+        while let Some(field) = map.next_key::<Field>()? {
+            let (slot, name) = match field {
+                Field::Model => (&mut probe.model, "model"),
+                Field::Stream => (&mut probe.stream, "stream"),
+                Field::Messages => (&mut probe.messages, "messages"),
+                Field::Other => {
+                    map.next_value::<Skip>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value::<&RawValue>()?);
+        }
+        Ok(probe)
+    }
+}
+
+/// Any JSON value, walked and dropped. Unlike `serde::de::IgnoredAny`, which serde_json skips
+/// without counting depth, this goes through `deserialize_any`, so serde_json's recursion
+/// limit bounds how deeply a client may nest a field keyrelay never reads.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Skip, S::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Skip, M::Error> {
+        while map.next_key::<de::IgnoredAny>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
 }
 
 impl ChatRequest {
@@ -181,6 +279,22 @@ mod tests {
                 .message
                 .contains("duplicate")
         );
+        let deep = format!(
+            r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(
+            err(&deep).message.contains("recursion limit"),
+            "{:?}",
+            err(&deep)
+        );
+        let fine = format!(
+            r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(ChatRequest::parse(fine.as_bytes()).is_ok());
         let invalid_utf8 =
             ChatRequest::parse(b"{\"model\":\"\xff\",\"messages\":[]}").expect_err("bad");
         assert!(invalid_utf8.message.contains("UTF-8"));

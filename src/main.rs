@@ -61,7 +61,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     {
         print!(
             "{}",
-            keyrelay::banner::render(addr, &config.keys, config.demo)
+            keyrelay::banner::render(addr, &config.keys, config.demo, config.tls.is_some())
         );
     }
     keyrelay::server::run(&config, listener, shutdown_signal()).await

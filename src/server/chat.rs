@@ -77,11 +77,9 @@ async fn handle(
                 let request = parsed(&mut tree, &bytes)?;
                 anthropic::chat_response(key, upstream, request, chat.stream, &state.body_ctx).await
             }
-            Family::OpenAi | Family::Mock => Ok(passthrough_response(
-                upstream,
-                ErrorFormat::OpenAi,
-                &state.body_ctx,
-            )),
+            Family::OpenAi | Family::Mock => {
+                passthrough_response(key, upstream, ErrorFormat::OpenAi, &state.body_ctx).await
+            }
         },
     }
 }

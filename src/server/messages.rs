@@ -115,11 +115,9 @@ async fn handle(
             Family::OpenAi => {
                 openai::messages_response(key, upstream, request.stream, &state.body_ctx).await
             }
-            Family::Anthropic | Family::Mock => Ok(passthrough_response(
-                upstream,
-                ErrorFormat::Anthropic,
-                &state.body_ctx,
-            )),
+            Family::Anthropic | Family::Mock => {
+                passthrough_response(key, upstream, ErrorFormat::Anthropic, &state.body_ctx).await
+            }
         },
     }
 }

@@ -7,6 +7,7 @@ mod guard;
 pub mod listener;
 mod messages;
 mod models;
+mod tls;
 mod trace;
 
 use std::sync::Arc;
@@ -101,14 +102,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let state = Arc::new(AppState::new(config)?);
-    listener::serve(
-        listener,
-        router(state),
-        None,
-        shutdown,
-        config.shutdown_timeout,
-    )
-    .await;
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
+    let opts = listener::ListenOptions {
+        tls,
+        header_read_timeout: config.header_read_timeout,
+        grace: config.shutdown_timeout,
+    };
+    listener::serve(listener, router(state), opts, shutdown).await;
     Ok(())
 }
 

@@ -98,7 +98,7 @@ pub async fn chat_response(
     errors::map_anthropic_ratelimit_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !parts.status.is_success() {
-        let body = read_upstream_body(incoming, &key.label).await?;
+        let body = read_upstream_body(incoming, key).await?;
         return Ok(json_response(
             parts.status,
             headers,
@@ -123,7 +123,7 @@ pub async fn chat_response(
         *resp.headers_mut() = headers;
         return Ok(resp);
     }
-    let body = read_upstream_body(incoming, &key.label).await?;
+    let body = read_upstream_body(incoming, key).await?;
     let message: Value = serde_json::from_slice(&body).map_err(|e| ApiError::UpstreamInvalid {
         key: key.label.clone(),
         detail: format!("response is not JSON: {e}"),

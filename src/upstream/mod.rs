@@ -18,6 +18,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
 use crate::error::{ApiError, ErrorFormat};
+use crate::pool::Key;
+use crate::secret::redact;
 use headers::strip_response_headers;
 use stream_guard::{ClientBody, IdleTimeout, StreamStats};
 
@@ -28,14 +30,24 @@ pub struct BodyContext {
 }
 
 /// A same-format answer, passed on as the upstream sent it: status, headers, body frames.
-/// A stream that breaks after its first byte ends with an in-band error in `format`.
-pub fn passthrough_response(
+/// A stream that breaks after its first byte ends with an in-band error in `format`. Error
+/// bodies are read whole so that a key the upstream echoed can be redacted.
+pub async fn passthrough_response(
+    key: &Key,
     upstream: http::Response<hyper::body::Incoming>,
     format: ErrorFormat,
     ctx: &BodyContext,
-) -> Response {
+) -> Result<Response, ApiError> {
     let (mut parts, incoming) = upstream.into_parts();
     strip_response_headers(&mut parts.headers);
+    if !parts.status.is_success() {
+        let body = read_upstream_body(incoming, key).await?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = parts.status;
+        *resp.headers_mut() = parts.headers;
+        return Ok(resp);
+    }
     let is_stream = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -49,21 +61,26 @@ pub fn passthrough_response(
     let mut resp = Response::new(Body::new(body));
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = parts.headers;
-    resp
+    Ok(resp)
 }
 
 /// Upstream bodies keyrelay must read whole (errors, responses to translate) are bounded,
 /// so a misbehaving upstream cannot exhaust memory.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
+/// Reads a whole upstream body, bounded, with the key redacted wherever the upstream echoed
+/// it (error bodies do).
 pub(crate) async fn read_upstream_body(
     body: hyper::body::Incoming,
-    key: &str,
+    key: &Key,
 ) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_UPSTREAM_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok(redact(&bytes, &key.secret).map_or(bytes, Bytes::from))
+        }
         Err(e) => Err(ApiError::UpstreamInvalid {
-            key: key.to_owned(),
+            key: key.label.clone(),
             detail: format!("reading the response failed: {e}"),
         }),
     }

@@ -80,7 +80,7 @@ pub async fn messages_response(
     strip_response_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !parts.status.is_success() {
-        let body = read_upstream_body(incoming, &key.label).await?;
+        let body = read_upstream_body(incoming, key).await?;
         let body = errors::openai_error_to_anthropic(parts.status.as_u16(), &body);
         return Ok(json_response(parts.status, headers, body));
     }
@@ -99,7 +99,7 @@ pub async fn messages_response(
         *resp.headers_mut() = headers;
         return Ok(resp);
     }
-    let body = read_upstream_body(incoming, &key.label).await?;
+    let body = read_upstream_body(incoming, key).await?;
     let completion: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::UpstreamInvalid {
             key: key.label.clone(),
