@@ -11,10 +11,10 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::AppState;
-use super::body::{parse_json, read_request};
+use super::body::{accept, parse_json};
 use super::trace::RequestTrace;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::error::{ApiError, ErrorFormat};
 use crate::mock;
 use crate::provider::Family;
 use crate::upstream::failover::Served;
@@ -23,12 +23,7 @@ use crate::upstream::{anthropic, openai, passthrough_response};
 pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let mut trace = RequestTrace::new("chat_completions", &state.body_ctx.stats);
-    let caller = parts
-        .extensions
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_default();
-    trace.caller = caller.name().to_owned();
+    let caller = trace.identify(&parts.extensions);
     let response = handle(&state, &parts.headers, body, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));
@@ -43,15 +38,7 @@ async fn handle(
     caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
-    let (bytes, chat) = read_request(headers, body, state.max_body_bytes).await?;
-    trace.model = Some(truncate_for_message(&chat.model));
-    caller.check_model(&chat.model)?;
-    let pool = state
-        .keys
-        .model(&chat.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: truncate_for_message(&chat.model),
-        })?;
+    let (bytes, chat, pool) = accept(state, headers, body, caller, trace).await?;
     // Parsed into a tree only if an Anthropic key is tried, and then only once.
     let mut tree: Option<Value> = None;
     let served = state

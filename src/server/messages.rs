@@ -9,10 +9,10 @@ use axum::response::Response;
 use http::HeaderMap;
 
 use super::AppState;
-use super::body::{parse_json, read_request};
+use super::body::{accept, parse_json};
 use super::trace::RequestTrace;
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::error::{ApiError, ErrorFormat};
 use crate::mock;
 use crate::provider::Family;
 use crate::upstream::failover::Served;
@@ -44,12 +44,7 @@ pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response
 async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = req.into_parts();
     let mut trace = RequestTrace::new(endpoint.path(), &state.body_ctx.stats);
-    let caller = parts
-        .extensions
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or_default();
-    trace.caller = caller.name().to_owned();
+    let caller = trace.identify(&parts.extensions);
     let response = handle(&state, &parts.headers, body, endpoint, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
@@ -65,15 +60,7 @@ async fn handle(
     caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
-    let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
-    trace.model = Some(truncate_for_message(&request.model));
-    caller.check_model(&request.model)?;
-    let pool = state
-        .keys
-        .model(&request.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: truncate_for_message(&request.model),
-        })?;
+    let (bytes, request, pool) = accept(state, headers, body, caller, trace).await?;
     let all_anthropic = pool
         .keys()
         .iter()

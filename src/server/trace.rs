@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use crate::auth::Caller;
 use crate::upstream::failover::AttemptRecord;
 use crate::upstream::stream_guard::StreamStats;
 
@@ -31,6 +32,13 @@ impl RequestTrace {
             stats: stats.clone(),
             answered: false,
         }
+    }
+
+    /// The caller the API guard established, now named in this request's log line.
+    pub fn identify(&mut self, extensions: &http::Extensions) -> Caller {
+        let caller = extensions.get::<Caller>().cloned().unwrap_or_default();
+        caller.name().clone_into(&mut self.caller);
+        caller
     }
 
     fn attempts_text(&self) -> String {
