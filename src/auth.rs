@@ -24,15 +24,15 @@ impl Caller {
     pub fn check_model(&self, model: &str) -> Result<(), ApiError> {
         match &self.0 {
             Some(token) if !token.allows(model) => Err(ApiError::ModelNotAllowed {
-                token: token.name.clone(),
+                token: token.name.to_owned(),
                 model: crate::error::truncate_for_message(model),
             }),
             _ => Ok(()),
         }
     }
 
-    pub fn name(&self) -> &str {
-        self.0.as_ref().map_or("-", |t| t.name.as_str())
+    pub fn name(&self) -> &'static str {
+        self.0.as_ref().map_or("-", |t| t.name)
     }
 }
 
@@ -70,6 +70,17 @@ impl ClientAuth {
                 reason: "The client token is not valid.",
             })
     }
+}
+
+/// Whether the request carries `expected` as its bearer token (constant-time), for the
+/// operator endpoints' own tokens.
+pub fn bearer_matches(headers: &HeaderMap, expected: &crate::secret::Secret) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes()))
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<&str> {

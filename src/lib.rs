@@ -13,7 +13,10 @@
 //! - `upstream`: the shared HTTP client, header rules, one module per wire family.
 //! - `mock`: the in-process `mock` provider and the mock upstream server for tests.
 //! - `translate`: OpenAI ⇄ Anthropic translation, pure functions and stream state machines.
+//! - `usage`: token counts of one response, from whichever layer reads them.
 //! - `error`: keyrelay's own errors and their single mapping to HTTP responses.
+//! - `request_id`: `x-request-id` taken or generated, echoed, sent upstream.
+//! - `metrics`: the Prometheus registry and every series keyrelay exports.
 //! - `banner`: the startup summary.
 
 pub mod auth;
@@ -23,10 +26,13 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod inspect;
+pub mod metrics;
 pub mod mock;
 pub mod pool;
 pub mod provider;
+pub mod request_id;
 pub mod secret;
 pub mod server;
 pub mod translate;
 pub mod upstream;
+pub mod usage;

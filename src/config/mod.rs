@@ -28,6 +28,8 @@ pub struct KeySource {
     pub file: Option<PathBuf>,
     /// `KEYRELAY_ADMIN_TOKEN`: enables `/admin/*` and is required as its bearer token.
     pub admin_token: Option<Secret>,
+    /// `KEYRELAY_METRICS_TOKEN`: when set, `/metrics` requires it as a bearer token.
+    pub metrics_token: Option<Secret>,
     /// `KEYRELAY_TOKENS`: comma-separated client tokens.
     pub tokens: Option<Secret>,
     /// `KEYRELAY_TOKENS_FILE`: a JSON array of `{"token", "name", "models"}`.
@@ -40,6 +42,10 @@ impl KeySource {
             inline: std::env::var("LLM_KEYS").ok().map(Secret::new),
             file: std::env::var_os("LLM_KEYS_FILE").map(PathBuf::from),
             admin_token: std::env::var("KEYRELAY_ADMIN_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            metrics_token: std::env::var("KEYRELAY_METRICS_TOKEN")
                 .ok()
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
@@ -64,6 +70,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub admin_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
     pub client_tokens: Vec<ClientToken>,
     /// Certificate chain and private key (PEM) to serve HTTPS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
@@ -178,6 +185,7 @@ impl Config {
                 max_body_bytes: cli.max_body,
                 shutdown_timeout: Duration::from_secs_f64(cli.shutdown_timeout),
                 admin_token: source.admin_token.clone(),
+                metrics_token: source.metrics_token.clone(),
                 client_tokens,
                 tls,
                 max_concurrency: cli.max_concurrency as usize,

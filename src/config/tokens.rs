@@ -4,13 +4,15 @@
 
 use serde_json::Value;
 
+use crate::metrics::intern;
 use crate::secret::Secret;
 
 /// One client token, with the name logs and metrics show instead of it.
 #[derive(Debug, Clone)]
 pub struct ClientToken {
     pub token: Secret,
-    pub name: String,
+    /// Interned: it labels metrics for the life of the process.
+    pub name: &'static str,
     /// Model names this token may use; `None` for all.
     pub models: Option<Vec<String>>,
 }
@@ -33,7 +35,7 @@ pub fn parse_token_list(text: &str) -> Result<Vec<ClientToken>, Vec<String>> {
         .filter_map(|(i, t)| match check_token(t) {
             Ok(()) => Some(ClientToken {
                 token: Secret::new(t),
-                name: format!("token-{}", i + 1),
+                name: intern(&format!("token-{}", i + 1)),
                 models: None,
             }),
             Err(e) => {
@@ -85,8 +87,8 @@ pub fn parse_token_file(text: &str) -> Result<Vec<ClientToken>, Vec<String>> {
             },
         };
         let name = match obj.get("name") {
-            None | Some(Value::Null) => Some(format!("token-{}", i + 1)),
-            Some(Value::String(n)) if !n.trim().is_empty() => Some(n.clone()),
+            None | Some(Value::Null) => Some(intern(&format!("token-{}", i + 1))),
+            Some(Value::String(n)) if !n.trim().is_empty() => Some(intern(n)),
             Some(_) => {
                 report("name", "must be a non-empty string");
                 None

@@ -24,14 +24,12 @@ pub async fn accept<'s>(
     trace: &mut RequestTrace,
 ) -> Result<(Bytes, ChatRequest, &'s ModelPool), ApiError> {
     let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
-    trace.model = Some(truncate_for_message(&request.model));
+    let pool = state.keys.model(&request.model);
+    trace.model(truncate_for_message(&request.model), pool.map(|p| p.name));
     caller.check_model(&request.model)?;
-    let pool = state
-        .keys
-        .model(&request.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: truncate_for_message(&request.model),
-        })?;
+    let pool = pool.ok_or_else(|| ApiError::ModelNotFound {
+        model: truncate_for_message(&request.model),
+    })?;
     Ok((bytes, request, pool))
 }
 

@@ -22,13 +22,11 @@ use crate::upstream::{anthropic, openai, passthrough_response};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let mut trace = RequestTrace::new("chat_completions", &state.body_ctx.stats);
-    let caller = trace.identify(&parts.extensions);
+    let (mut trace, caller) = RequestTrace::begin("chat_completions", &state, &parts.extensions);
     let response = handle(&state, &parts.headers, body, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));
-    trace.answered(response.status().as_u16());
-    response
+    trace.respond(response)
 }
 
 async fn handle(
@@ -54,18 +52,24 @@ async fn handle(
                     Ok(openai::chat_request(key, &chat, &bytes, headers))
                 }
             },
-            &mut trace.attempts,
+            trace,
         )
         .await?;
+    let usage = &trace.usage;
     match served {
-        Served::InProcess(key) => Ok(mock::chat_completions(key, &chat, &bytes)),
+        Served::InProcess(key) => {
+            trace.served_by(key);
+            Ok(mock::chat_completions(key, &chat, &bytes))
+        }
         Served::Upstream(key, upstream) => match key.provider.family() {
             Family::Anthropic => {
                 let request = parsed(&mut tree, &bytes)?;
-                anthropic::chat_response(key, upstream, request, chat.stream, &state.body_ctx).await
+                let ctx = &state.body_ctx;
+                anthropic::chat_response(key, upstream, request, chat.stream, ctx, usage).await
             }
             Family::OpenAi | Family::Mock => {
-                passthrough_response(key, upstream, ErrorFormat::OpenAi, &state.body_ctx).await
+                let ctx = &state.body_ctx;
+                passthrough_response(key, upstream, ErrorFormat::OpenAi, ctx, usage).await
             }
         },
     }

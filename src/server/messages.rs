@@ -43,13 +43,11 @@ pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response
 
 async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = req.into_parts();
-    let mut trace = RequestTrace::new(endpoint.path(), &state.body_ctx.stats);
-    let caller = trace.identify(&parts.extensions);
+    let (mut trace, caller) = RequestTrace::begin(endpoint.path(), &state, &parts.extensions);
     let response = handle(&state, &parts.headers, body, endpoint, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
-    trace.answered(response.status().as_u16());
-    response
+    trace.respond(response)
 }
 
 async fn handle(
@@ -93,17 +91,21 @@ async fn handle(
                     Ok(anthropic::request(key, endpoint.path(), body, native))
                 }
             },
-            &mut trace.attempts,
+            trace,
         )
         .await?;
+    let (ctx, usage) = (&state.body_ctx, &trace.usage);
     match served {
-        Served::InProcess(_) => Ok(mock::into_response(mock::anthropic::messages(true, &bytes))),
+        Served::InProcess(key) => {
+            trace.served_by(key);
+            Ok(mock::into_response(mock::anthropic::messages(true, &bytes)))
+        }
         Served::Upstream(key, upstream) => match key.provider.family() {
             Family::OpenAi => {
-                openai::messages_response(key, upstream, request.stream, &state.body_ctx).await
+                openai::messages_response(key, upstream, request.stream, ctx, usage).await
             }
             Family::Anthropic | Family::Mock => {
-                passthrough_response(key, upstream, ErrorFormat::Anthropic, &state.body_ctx).await
+                passthrough_response(key, upstream, ErrorFormat::Anthropic, ctx, usage).await
             }
         },
     }

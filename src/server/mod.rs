@@ -6,9 +6,10 @@ mod chat;
 mod guard;
 pub mod listener;
 mod messages;
+mod metrics_endpoint;
 mod models;
 mod tls;
-mod trace;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::auth::ClientAuth;
 use crate::config::{Config, FailoverOptions};
 use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::metrics::Metrics;
 use crate::pool::KeyPool;
 use crate::secret::Secret;
 use crate::upstream::failover::Failover;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub admin_token: Option<Secret>,
     pub auth: ClientAuth,
+    pub metrics: Metrics,
+    pub metrics_token: Option<Secret>,
     pub in_flight: guard::InFlight,
     /// The `/v1/models` answer, rendered once.
     models_body: bytes::Bytes,
@@ -55,6 +59,8 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             admin_token: config.admin_token.clone(),
             auth: ClientAuth::new(config.client_tokens.clone()),
+            metrics: Metrics::default(),
+            metrics_token: config.metrics_token.clone(),
             in_flight: guard::InFlight::new(config.max_concurrency),
             models_body,
         })
@@ -67,6 +73,7 @@ impl AppState {
             client: &self.client,
             keys: &self.keys,
             opts: &self.failover,
+            metrics: &self.metrics,
         }
     }
 }
@@ -90,8 +97,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/admin/keys", get(admin::keys))
         .route("/admin/keys/{label}/reset", post(admin::reset))
+        .route("/metrics", get(metrics_endpoint::render))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::request_id::middleware))
         .with_state(state)
 }
 

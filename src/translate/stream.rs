@@ -377,6 +377,11 @@ impl AnthropicToOpenAi {
 }
 
 impl StreamTranslator for AnthropicToOpenAi {
+    fn usage(&self) -> Option<Value> {
+        let seen = self.usage.input_tokens.is_some() || self.usage.output_tokens.is_some();
+        seen.then(|| openai_usage(&self.usage.to_anthropic()))
+    }
+
     fn on_event(&mut self, event: &SseEvent, out: &mut BytesMut) {
         if self.done {
             return;

@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod failover;
 pub mod stream_guard;
 pub mod translated_body;
+pub mod usage_tap;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -22,6 +23,9 @@ use crate::pool::Key;
 use crate::secret::redact;
 use headers::strip_response_headers;
 use stream_guard::{ClientBody, IdleTimeout, StreamStats};
+use usage_tap::UsageTap;
+
+use crate::usage::UsageCell;
 
 /// What a response body needs once the upstream answered.
 pub struct BodyContext {
@@ -37,6 +41,7 @@ pub async fn passthrough_response(
     upstream: http::Response<hyper::body::Incoming>,
     format: ErrorFormat,
     ctx: &BodyContext,
+    usage: &std::sync::Arc<UsageCell>,
 ) -> Result<Response, ApiError> {
     let (mut parts, incoming) = upstream.into_parts();
     strip_response_headers(&mut parts.headers);
@@ -53,8 +58,9 @@ pub async fn passthrough_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
+    let tapped = UsageTap::new(incoming, format, is_stream, usage.clone());
     let body = ClientBody::new(
-        IdleTimeout::new(incoming, ctx.idle_timeout),
+        IdleTimeout::new(tapped, ctx.idle_timeout),
         is_stream.then_some(format),
         ctx.stats.clone(),
     );

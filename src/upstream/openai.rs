@@ -20,6 +20,8 @@ use crate::inspect::ChatRequest;
 use crate::pool::Key;
 use crate::translate::errors;
 use crate::translate::reverse::{self, OpenAiToAnthropic};
+use crate::usage::{TokenUsage, UsageCell};
+use std::sync::Arc;
 
 /// The client's Chat Completions request, as sent, for `key`.
 pub fn chat_request(
@@ -74,6 +76,7 @@ pub async fn messages_response(
     upstream: http::Response<Incoming>,
     stream: bool,
     ctx: &BodyContext,
+    usage: &Arc<UsageCell>,
 ) -> Result<Response, ApiError> {
     let (parts, incoming) = upstream.into_parts();
     let mut headers = parts.headers;
@@ -93,6 +96,7 @@ pub async fn messages_response(
         let translated = TranslatedBody::new(
             IdleTimeout::new(incoming, ctx.idle_timeout),
             OpenAiToAnthropic::new(&key.upstream_model),
+            usage.clone(),
         );
         let body = ClientBody::new(translated, Some(ErrorFormat::Anthropic), ctx.stats.clone());
         let mut resp = Response::new(Body::new(body));
@@ -105,6 +109,9 @@ pub async fn messages_response(
             key: key.label.clone(),
             detail: format!("response is not JSON: {e}"),
         })?;
+    if let Some(counts) = completion.get("usage").and_then(TokenUsage::from_openai) {
+        usage.set(counts);
+    }
     let message = reverse::openai_to_anthropic_response(&completion);
     Ok(json_response(
         StatusCode::OK,

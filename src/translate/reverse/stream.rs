@@ -313,6 +313,10 @@ impl OpenAiToAnthropic {
 }
 
 impl StreamTranslator for OpenAiToAnthropic {
+    fn usage(&self) -> Option<Value> {
+        self.usage.clone()
+    }
+
     fn on_event(&mut self, event: &SseEvent, out: &mut BytesMut) {
         if self.phase == Phase::Done {
             return;
