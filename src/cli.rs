@@ -93,9 +93,20 @@ pub struct Cli {
     #[arg(long, env = "KEYRELAY_SHUTDOWN_TIMEOUT", default_value_t = 30.0, value_parser = non_negative_seconds)]
     pub shutdown_timeout: f64,
 
+    /// Log line format on stderr; levels come from RUST_LOG.
+    #[arg(long, env = "KEYRELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "KEYRELAY_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
     pub max_body: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
 }
 
 fn non_negative_seconds(s: &str) -> Result<f64, String> {
