@@ -17,8 +17,14 @@ use serde_json::value::RawValue;
 pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
+    /// `stream_options.include_usage` is `true`.
+    pub include_usage: bool,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
+    /// Byte range of the `stream_options` value, when present.
+    stream_options_span: Option<Range<usize>>,
+    /// Byte offset just after the body's opening `{`.
+    object_start: usize,
 }
 
 /// Why a body is not a usable chat request; the message names the problem for the client.
@@ -33,6 +39,7 @@ struct Probe<'a> {
     model: Option<&'a RawValue>,
     stream: Option<&'a RawValue>,
     messages: Option<&'a RawValue>,
+    stream_options: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +48,8 @@ enum Field {
     Model,
     Stream,
     Messages,
+    #[serde(rename = "stream_options")]
+    StreamOptions,
     #[serde(other)]
     Other,
 }
@@ -65,12 +74,14 @@ impl<'de: 'a, 'a> Visitor<'de> for ProbeVisitor<'a> {
             model: None,
             stream: None,
             messages: None,
+            stream_options: None,
         };
         while let Some(field) = map.next_key::<Field>()? {
             let (slot, name) = match field {
                 Field::Model => (&mut probe.model, "model"),
                 Field::Stream => (&mut probe.stream, "stream"),
                 Field::Messages => (&mut probe.messages, "messages"),
+                Field::StreamOptions => (&mut probe.stream_options, "stream_options"),
                 Field::Other => {
                     map.next_value::<Skip>()?;
                     continue;
@@ -196,22 +207,72 @@ impl ChatRequest {
                 );
             }
         };
-        // The raw value borrows from `text`, so its address locates it in the body.
-        let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        let include_usage = probe
+            .stream_options
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .is_some_and(|o| o.get("include_usage") == Some(&serde_json::Value::Bool(true)));
+        // A raw value borrows from `text`, so its address locates it in the body.
+        let span = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            start..start + raw.get().len()
+        };
         Ok(ChatRequest {
             model,
             stream,
-            model_span: start..start + model_raw.get().len(),
+            include_usage,
+            model_span: span(model_raw),
+            stream_options_span: probe.stream_options.map(span),
+            object_start: text.len() - text.trim_start().len() + 1,
         })
     }
 
     /// The body with `model` replaced by `new_model`, everything else byte-for-byte.
     pub fn with_model(&self, body: &Bytes, new_model: &str) -> Bytes {
-        let quoted = serde_json::to_string(new_model).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
-        out.extend_from_slice(&body[..self.model_span.start]);
-        out.extend_from_slice(quoted.as_bytes());
-        out.extend_from_slice(&body[self.model_span.end..]);
+        self.rewrite(body, Some(new_model), false)
+    }
+
+    /// The body as it goes upstream: `model` replaced when `new_model` is given, and
+    /// `stream_options.include_usage` set to true when `request_usage` (keyrelay asks for
+    /// usage it must account for even when the client did not); every other byte as sent.
+    pub fn rewrite(&self, body: &Bytes, new_model: Option<&str>, request_usage: bool) -> Bytes {
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(2);
+        if let Some(model) = new_model {
+            edits.push((
+                self.model_span.clone(),
+                serde_json::to_vec(model).unwrap_or_default(),
+            ));
+        }
+        if request_usage && !self.include_usage {
+            match &self.stream_options_span {
+                Some(span) => {
+                    let mut options =
+                        serde_json::from_slice::<serde_json::Value>(&body[span.clone()])
+                            .ok()
+                            .filter(serde_json::Value::is_object)
+                            .unwrap_or_else(|| serde_json::json!({}));
+                    options["include_usage"] = serde_json::Value::Bool(true);
+                    edits.push((span.clone(), options.to_string().into_bytes()));
+                }
+                // The body has `model` and `messages`, so a member follows the insertion.
+                None => edits.push((
+                    self.object_start..self.object_start,
+                    br#""stream_options":{"include_usage":true},"#.to_vec(),
+                )),
+            }
+        }
+        if edits.is_empty() {
+            return body.clone();
+        }
+        edits.sort_by_key(|(range, _)| range.start);
+        let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
+        let mut out = BytesMut::with_capacity(body.len() + extra);
+        let mut at = 0;
+        for (range, bytes) in edits {
+            out.extend_from_slice(&body[at..range.start]);
+            out.extend_from_slice(&bytes);
+            at = range.end;
+        }
+        out.extend_from_slice(&body[at..]);
         out.freeze()
     }
 }
@@ -245,6 +306,33 @@ mod tests {
         assert_eq!(
             &out[..],
             br#"{ "model" :  "real\"id" , "messages":[{"content":"model alias"}]}"#
+        );
+    }
+
+    #[test]
+    fn usage_is_requested_without_touching_anything_else() {
+        let body = Bytes::from_static(br#" { "model": "m", "stream": true, "messages": [] }"#);
+        let req = ChatRequest::parse(&body).expect("valid");
+        assert!(!req.include_usage);
+        let out = req.rewrite(&body, Some("real"), true);
+        assert_eq!(&out[..], br#" {"stream_options":{"include_usage":true}, "model": "real", "stream": true, "messages": [] }"#);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"messages":[]}"#);
+        let req = ChatRequest::parse(&body).expect("valid");
+        let out = req.rewrite(&body, None, true);
+        assert_eq!(&out[..], br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true},"messages":[]}"#);
+
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream_options":{"include_usage":true},"messages":[]}"#,
+        );
+        let req = ChatRequest::parse(&body).expect("valid");
+        assert!(req.include_usage);
+        assert_eq!(
+            req.rewrite(&body, None, true),
+            body,
+            "already asked: unchanged"
         );
     }
 

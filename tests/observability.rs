@@ -361,3 +361,51 @@ async fn the_json_request_line_has_every_field() {
     assert!(line["duration_ms"].as_f64().unwrap() >= line["ttfb_ms"].as_f64().unwrap());
     assert_eq!(line["level"], "INFO");
 }
+
+#[tokio::test]
+async fn usage_is_requested_for_accounting_but_the_client_sees_only_what_it_asked_for() {
+    let mock = recording_mock().await;
+    let proxy = Proxy::start(&json!([openai_key(&mock, "m", "k1")]), &[]).await;
+    let mut body = chat_body("m", "count me please");
+    body["stream"] = json!(true);
+    let text = proxy.chat(&body).await.text().await.unwrap();
+
+    let sent: Value = serde_json::from_slice(&mock.requests()[0].body).unwrap();
+    assert_eq!(
+        sent["stream_options"]["include_usage"], true,
+        "keyrelay asked upstream for usage"
+    );
+    let frames: Vec<&str> = text.split("\n\n").filter(|f| !f.is_empty()).collect();
+    assert_eq!(frames.last(), Some(&"data: [DONE]"));
+    for frame in &frames[..frames.len() - 1] {
+        let chunk: Value = serde_json::from_str(frame.trim_start_matches("data: ")).unwrap();
+        assert!(
+            chunk.get("usage").is_none(),
+            "no usage field the client did not ask for: {frame}"
+        );
+        assert!(
+            !chunk["choices"].as_array().unwrap().is_empty(),
+            "no usage-only chunk: {frame}"
+        );
+    }
+    let content: String = frames[..frames.len() - 1]
+        .iter()
+        .filter_map(|f| serde_json::from_str::<Value>(f.trim_start_matches("data: ")).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, "You said: count me please");
+
+    let text = metrics(&proxy).await;
+    assert_eq!(
+        sample(
+            &text,
+            r#"keyrelay_tokens_total{key="k1",model="m",caller="-",kind="completion"}"#
+        ),
+        Some(5.0),
+        "{text}"
+    );
+}

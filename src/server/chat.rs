@@ -69,7 +69,8 @@ async fn handle(
             }
             Family::OpenAi | Family::Mock => {
                 let ctx = &state.body_ctx;
-                passthrough_response(key, upstream, ErrorFormat::OpenAi, ctx, usage).await
+                let strip = chat.stream && !chat.include_usage;
+                passthrough_response(key, upstream, ErrorFormat::OpenAi, ctx, usage, strip).await
             }
         },
     }

@@ -105,7 +105,7 @@ async fn handle(
                 openai::messages_response(key, upstream, request.stream, ctx, usage).await
             }
             Family::Anthropic | Family::Mock => {
-                passthrough_response(key, upstream, ErrorFormat::Anthropic, ctx, usage).await
+                passthrough_response(key, upstream, ErrorFormat::Anthropic, ctx, usage, false).await
             }
         },
     }

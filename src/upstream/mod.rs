@@ -23,7 +23,7 @@ use crate::pool::Key;
 use crate::secret::redact;
 use headers::strip_response_headers;
 use stream_guard::{ClientBody, IdleTimeout, StreamStats};
-use usage_tap::UsageTap;
+use usage_tap::{UsageStrip, UsageTap};
 
 use crate::usage::UsageCell;
 
@@ -42,6 +42,7 @@ pub async fn passthrough_response(
     format: ErrorFormat,
     ctx: &BodyContext,
     usage: &std::sync::Arc<UsageCell>,
+    strip_usage: bool,
 ) -> Result<Response, ApiError> {
     let (mut parts, incoming) = upstream.into_parts();
     strip_response_headers(&mut parts.headers);
@@ -59,12 +60,22 @@ pub async fn passthrough_response(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let tapped = UsageTap::new(incoming, format, is_stream, usage.clone());
-    let body = ClientBody::new(
-        IdleTimeout::new(tapped, ctx.idle_timeout),
-        is_stream.then_some(format),
-        ctx.stats.clone(),
-    );
-    let mut resp = Response::new(Body::new(body));
+    let in_band = is_stream.then_some(format);
+    let body = if is_stream && strip_usage {
+        let stripped = UsageStrip::new(tapped);
+        Body::new(ClientBody::new(
+            IdleTimeout::new(stripped, ctx.idle_timeout),
+            in_band,
+            ctx.stats.clone(),
+        ))
+    } else {
+        Body::new(ClientBody::new(
+            IdleTimeout::new(tapped, ctx.idle_timeout),
+            in_band,
+            ctx.stats.clone(),
+        ))
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = parts.headers;
     Ok(resp)

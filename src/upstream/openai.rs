@@ -23,18 +23,16 @@ use crate::translate::reverse::{self, OpenAiToAnthropic};
 use crate::usage::{TokenUsage, UsageCell};
 use std::sync::Arc;
 
-/// The client's Chat Completions request, as sent, for `key`.
+/// The client's Chat Completions request, as sent, for `key`. A stream whose client did not
+/// ask for usage asks for it anyway (see `UsageStrip` for the way back).
 pub fn chat_request(
     key: &Key,
     chat: &ChatRequest,
     body: &Bytes,
     client_headers: &HeaderMap,
 ) -> UpstreamRequest {
-    let body = if key.rewrites_model {
-        chat.with_model(body, &key.upstream_model)
-    } else {
-        body.clone()
-    };
+    let model = key.rewrites_model.then_some(key.upstream_model.as_str());
+    let body = chat.rewrite(body, model, chat.stream);
     let mut req = post(key, body);
     copy_request_headers(client_headers, req.headers_mut());
     set_json_and_auth(key, req.headers_mut());

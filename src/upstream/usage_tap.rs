@@ -173,6 +173,94 @@ where
     }
 }
 
+/// For an OpenAI stream whose client did not ask for usage but keyrelay did (to account
+/// for tokens): drops the extra usage chunk and the `"usage": null` members the upstream
+/// then adds to every chunk, so the client sees the stream it asked for. Frames are
+/// re-emitted as `data: …` events; nothing else changes.
+pub struct UsageStrip<B> {
+    inner: B,
+    parser: SseParser,
+    events: Vec<SseEvent>,
+}
+
+impl<B> UsageStrip<B> {
+    pub fn new(inner: B) -> Self {
+        UsageStrip {
+            inner,
+            parser: SseParser::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// The event as the client should see it, or `None` for the usage-only chunk.
+fn without_usage(data: &str) -> Option<String> {
+    if !data.contains("\"usage\"") {
+        return Some(data.to_owned());
+    }
+    if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
+        return Some(format!("{stripped}}}"));
+    }
+    match serde_json::from_str::<Value>(data) {
+        Ok(Value::Object(mut chunk)) => {
+            let is_usage_chunk = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && chunk.get("usage").is_some_and(|u| !u.is_null());
+            if is_usage_chunk {
+                return None;
+            }
+            chunk.remove("usage");
+            Some(Value::Object(chunk).to_string())
+        }
+        _ => Some(data.to_owned()),
+    }
+}
+
+impl<B> Body for UsageStrip<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        loop {
+            let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            // Past the event size limit the stream is passed on as it is.
+            if this.parser.push(data, &mut this.events).is_err() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let mut out = BytesMut::new();
+            for event in this.events.drain(..) {
+                if let Some(data) = without_usage(&event.data) {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(data.as_bytes());
+                    out.extend_from_slice(b"\n\n");
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +319,24 @@ mod tests {
                 completion: 30,
                 cached: 3
             })
+        );
+    }
+
+    #[test]
+    fn strip_removes_what_the_client_did_not_ask_for() {
+        assert_eq!(
+            without_usage(r#"{"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null}"#)
+                .as_deref(),
+            Some(r#"{"id":"c","choices":[{"delta":{"content":"a"}}]}"#)
+        );
+        assert_eq!(
+            without_usage(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1}}"#),
+            None
+        );
+        assert_eq!(without_usage("[DONE]").as_deref(), Some("[DONE]"));
+        assert_eq!(
+            without_usage(r#"{"usage": null, "choices": [{"index": 0}]}"#).as_deref(),
+            Some(r#"{"choices":[{"index":0}]}"#)
         );
     }
 
