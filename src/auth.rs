@@ -72,15 +72,29 @@ impl ClientAuth {
     }
 }
 
-/// Whether the request carries `expected` as its bearer token (constant-time), for the
-/// operator endpoints' own tokens.
+/// Whether the request carries `expected`, the token of an operator endpoint, compared in
+/// constant time: as a bearer token (curl, Prometheus), or as the password of HTTP Basic
+/// auth (any user name), which browsers send by themselves on every refresh of `/status`.
 pub fn bearer_matches(headers: &HeaderMap, expected: &crate::secret::Secret) -> bool {
-    let presented = headers
+    use base64::Engine;
+    let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes()))
+    let presented: Vec<u8> = if let Some(token) = value.strip_prefix("Bearer ") {
+        token.as_bytes().to_vec()
+    } else if let Some(encoded) = value.strip_prefix("Basic ") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .unwrap_or_default();
+        match decoded.iter().position(|&b| b == b':') {
+            Some(colon) => decoded[colon + 1..].to_vec(),
+            None => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    bool::from(presented.ct_eq(expected.expose().as_bytes()))
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<&str> {

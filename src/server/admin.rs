@@ -69,6 +69,8 @@ fn key_json(key: &Key, now_ms: u64) -> Value {
         "successes": h.successes.load(Relaxed),
         "errors": h.errors.load(Relaxed),
         "cooldowns": h.cooldowns.load(Relaxed),
+        "prompt_tokens": h.prompt_tokens.load(Relaxed),
+        "completion_tokens": h.completion_tokens.load(Relaxed),
     });
     match h.state(now_ms) {
         KeyState::Healthy => v["state"] = json!("healthy"),

@@ -8,6 +8,7 @@ pub mod listener;
 mod messages;
 mod metrics_endpoint;
 mod models;
+mod status;
 mod tls;
 pub mod trace;
 
@@ -98,6 +99,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/keys", get(admin::keys))
         .route("/admin/keys/{label}/reset", post(admin::reset))
         .route("/metrics", get(metrics_endpoint::render))
+        .route("/status", get(status::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(crate::request_id::middleware))

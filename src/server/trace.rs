@@ -33,7 +33,7 @@ pub struct RequestTrace {
     /// The configured model, for metric labels; `-` until one is found.
     model_label: &'static str,
     /// The key whose answer the client gets.
-    served_by: Option<(&'static str, &'static str)>,
+    served_by: Option<Arc<Key>>,
     attempts: Vec<AttemptRecord>,
     started: Instant,
     head: Option<(u16, Duration)>,
@@ -81,14 +81,14 @@ impl RequestTrace {
         }
     }
 
-    pub fn attempt(&mut self, key: &Key, record: AttemptRecord) {
-        self.served_by = Some((key.metric.key, key.provider.name()));
+    pub fn attempt(&mut self, key: &Arc<Key>, record: AttemptRecord) {
+        self.served_by = Some(key.clone());
         self.attempts.push(record);
     }
 
     /// The key that answers (also for in-process `mock` keys, which make no attempt).
-    pub fn served_by(&mut self, key: &Key) {
-        self.served_by = Some((key.metric.key, key.provider.name()));
+    pub fn served_by(&mut self, key: &Arc<Key>) {
+        self.served_by = Some(key.clone());
     }
 
     /// The response head is ready: records time to first byte and keyrelay's own share of
@@ -125,7 +125,10 @@ impl RequestTrace {
         }
         let duration = self.started.elapsed();
         let model = self.model.as_deref().unwrap_or("-");
-        let (key, provider) = self.served_by.unwrap_or(("-", "-"));
+        let (key, provider) = self
+            .served_by
+            .as_ref()
+            .map_or(("-", "-"), |k| (k.metric.key, k.provider.name()));
         let usage = self.usage.get();
         let Some((status, ttfb)) = self.head else {
             self.state
@@ -156,6 +159,9 @@ impl RequestTrace {
             .get_or_create(&endpoint)
             .observe(duration.as_secs_f64());
         if let Some(u) = usage {
+            if let Some(served_by) = &self.served_by {
+                served_by.health.add_tokens(u.prompt, u.completion);
+            }
             for (kind, n) in [
                 ("prompt", u.prompt),
                 ("completion", u.completion),
