@@ -66,11 +66,11 @@ th{{background:#f4f4f4}} td.n{{text-align:right;font-variant-numeric:tabular-num
         cancelled = stats.cancelled.load(Relaxed),
     );
     for (model, pool) in state.keys.models() {
-        let _ = write!(
+        let _ = writeln!(
             html,
             "<h2>{}</h2><table><tr><th>key</th><th>provider</th><th>state</th><th>failures in a row</th>\
              <th>attempts</th><th>successes</th><th>errors</th><th>cooldowns</th><th>prompt tokens</th>\
-             <th>completion tokens</th></tr>\n",
+             <th>completion tokens</th></tr>",
             escape(model)
         );
         for key in pool.keys() {
