@@ -442,7 +442,6 @@ prop_compose! {
 
 #[derive(Debug, Clone)]
 struct AnthropicAssistant {
-    thinking: bool,
     text: Vec<String>,
     calls: Vec<(usize, Value)>,
     /// Tool results for the calls, in this order, with (content, is_error).
@@ -503,20 +502,15 @@ fn anthropic_tool_result_content() -> impl Strategy<Value = Option<Value>> {
 }
 
 fn anthropic_assistant() -> impl Strategy<Value = AnthropicAssistant> {
-    (
-        prop::bool::weighted(0.2),
-        vec(text(), 0..3),
-        vec((any::<usize>(), arguments()), 0..3),
-    )
+    (vec(text(), 0..3), vec((any::<usize>(), arguments()), 0..3))
         .prop_filter(
             "an assistant turn needs text or tool use",
-            |(_, text, calls)| !text.is_empty() || !calls.is_empty(),
+            |(text, calls)| !text.is_empty() || !calls.is_empty(),
         )
-        .prop_flat_map(|(thinking, text, calls)| {
+        .prop_flat_map(|(text, calls)| {
             let n = calls.len();
             let order: Vec<usize> = (0..n).collect();
             (
-                Just(thinking),
                 Just(text),
                 Just(calls),
                 Just(order).prop_shuffle(),
@@ -526,15 +520,12 @@ fn anthropic_assistant() -> impl Strategy<Value = AnthropicAssistant> {
                 ),
             )
         })
-        .prop_map(
-            |(thinking, text, calls, result_order, results)| AnthropicAssistant {
-                thinking,
-                text,
-                calls,
-                result_order,
-                results,
-            },
-        )
+        .prop_map(|(text, calls, result_order, results)| AnthropicAssistant {
+            text,
+            calls,
+            result_order,
+            results,
+        })
 }
 
 /// The tool_result blocks answering `assistant`'s calls, whose ids are `ids`.
@@ -586,10 +577,6 @@ fn render_anthropic_messages(
     for (user, assistant) in exchanges {
         messages.push(user_turn(pending.take(), user));
         let mut blocks = Vec::new();
-        if assistant.thinking {
-            blocks.push(json!({"type": "thinking", "thinking": "Let me think.",
-                               "signature": "c2lnbmF0dXJl"}));
-        }
         for t in &assistant.text {
             blocks.push(json!({"type": "text", "text": t}));
         }
