@@ -79,9 +79,11 @@ pub fn llm_keys(data: &[u8]) {
             continue;
         }
         // The value may also be part of a message's fixed text (a provider name such as
-        // `openai-compatible`, a field list…). Replacing it everywhere in the input by a
-        // filler of the same length and character classes keeps the validation outcome;
-        // any occurrence that disappears with it was copied from the input.
+        // `openai-compatible`, a field list…) or of a longer input string that is echoed
+        // (a provider `xopenai-compatible` contains the key `openai-compatible`). Only the
+        // value itself counts: replace every string (and object key) equal to it by a filler
+        // of the same length and character classes, which keeps the validation outcome; an
+        // occurrence that disappears with it was copied from a field holding the key value.
         let masked = replace_strings(&value, key, &filler(key));
         let reference = parse_keys(&masked.to_string(), "LLM_KEYS")
             .err()
@@ -125,16 +127,17 @@ fn filler(key: &str) -> String {
         .collect()
 }
 
-/// `value` with `from` replaced by `to` inside every string and object key.
+/// `value` with every string and object key equal to `from` replaced by `to`.
 fn replace_strings(value: &Value, from: &str, to: &str) -> Value {
+    let swap = |s: &String| if s == from { to.to_owned() } else { s.clone() };
     match value {
-        Value::String(s) => Value::String(s.replace(from, to)),
+        Value::String(s) => Value::String(swap(s)),
         Value::Array(items) => {
             Value::Array(items.iter().map(|v| replace_strings(v, from, to)).collect())
         }
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.replace(from, to), replace_strings(v, from, to)))
+                .map(|(k, v)| (swap(k), replace_strings(v, from, to)))
                 .collect::<Map<String, Value>>(),
         ),
         other => other.clone(),
