@@ -49,7 +49,9 @@ const MIN_SECRET_CHARS: usize = 12;
 // --- llm_keys --------------------------------------------------------------------------
 
 /// `parse_keys` never panics, an error always has at least one message, a success at least
-/// one key, and no message shows an `api_key` value of the input (of 12+ characters).
+/// one key, and no message shows an `api_key` value of the input (of 12+ characters): not
+/// the key itself, and not another field (provider, field name, name…) holding the same
+/// string, as when a key is pasted into the wrong field.
 pub fn llm_keys(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let problems = match parse_keys(&text, "LLM_KEYS") {
