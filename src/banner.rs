@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 
 use crate::config::KeySpec;
 
-pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool) -> String {
+pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "keyrelay {} listening on http://{addr}",
+        "keyrelay {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
     let mut models: Vec<&str> = Vec::new();
@@ -38,11 +39,34 @@ pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool) -> String {
         let _ = writeln!(
             out,
             "\ndemo mode: keys are served by the built-in mock provider. Try:\n  \
-             curl -s http://{addr}/v1/chat/completions -H 'Content-Type: application/json' \\\n    \
+             curl -s {scheme}://{addr}/v1/chat/completions -H 'Content-Type: application/json' \\\n    \
              -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello keyrelay\"}}]}}'"
         );
     }
     out
+}
+
+/// The same summary as log lines, one per model: labels and counts, never keys.
+pub fn log(addr: SocketAddr, keys: &[KeySpec]) {
+    tracing::info!(%addr, keys = keys.len(), "keyrelay listening");
+    let mut models: Vec<&str> = Vec::new();
+    for k in keys {
+        if !models.contains(&k.model.as_str()) {
+            models.push(&k.model);
+        }
+    }
+    for model in models {
+        let of_model: Vec<&KeySpec> = keys.iter().filter(|k| k.model == model).collect();
+        let labels: Vec<&str> = of_model.iter().map(|k| k.label.as_str()).collect();
+        let providers: Vec<&str> = of_model.iter().map(|k| k.provider.name()).collect();
+        tracing::info!(
+            model,
+            keys = of_model.len(),
+            labels = %labels.join(","),
+            providers = %providers.join(","),
+            "model configured"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -53,7 +77,7 @@ mod tests {
     #[test]
     fn lists_models_with_counts_and_curl_line() {
         let keys = demo_keys();
-        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true);
+        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true, false);
         assert!(text.contains("listening on http://127.0.0.1:7788"));
         assert!(text.contains("model demo-gpt: 3 keys"));
         assert!(text.contains("model demo-fast: 2 keys"));

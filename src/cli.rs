@@ -22,6 +22,29 @@ pub struct Cli {
     #[arg(long, env = "KEYRELAY_PORT", default_value_t = 7788)]
     pub port: u16,
 
+    /// Listen on a non-loopback address without client tokens (only when something in front
+    /// of keyrelay already checks callers).
+    #[arg(long, env = "KEYRELAY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
+    /// PEM certificate chain to serve HTTPS directly (with --tls-key).
+    #[arg(long, env = "KEYRELAY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "KEYRELAY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// In-flight requests (open streams included) beyond which new requests get 503 with
+    /// retry-after at once, instead of queueing without bound.
+    #[arg(long, env = "KEYRELAY_MAX_CONCURRENCY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: u32,
+
+    /// Seconds a client may take to send a request's headers, and an idle keep-alive
+    /// connection may stay open.
+    #[arg(long, env = "KEYRELAY_HEADER_READ_TIMEOUT", default_value_t = 30.0, value_parser = positive_seconds)]
+    pub header_read_timeout: f64,
+
     /// Serve a built-in key set backed by the in-process mock provider; no keys needed.
     #[arg(long)]
     pub demo: bool,
@@ -70,9 +93,20 @@ pub struct Cli {
     #[arg(long, env = "KEYRELAY_SHUTDOWN_TIMEOUT", default_value_t = 30.0, value_parser = non_negative_seconds)]
     pub shutdown_timeout: f64,
 
+    /// Log line format on stderr; levels come from RUST_LOG.
+    #[arg(long, env = "KEYRELAY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "KEYRELAY_MAX_BODY", default_value_t = 32 * 1024 * 1024)]
     pub max_body: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
 }
 
 fn non_negative_seconds(s: &str) -> Result<f64, String> {

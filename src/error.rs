@@ -41,6 +41,12 @@ pub enum ApiError {
         message: String,
         param: Option<String>,
     },
+    #[error("{reason}")]
+    Unauthenticated { reason: &'static str },
+    #[error("The client token `{token}` may not use model `{model}`.")]
+    ModelNotAllowed { token: String, model: String },
+    #[error("keyrelay is at its limit of {limit} requests in flight; retry shortly.")]
+    Overloaded { limit: usize },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error("The model `{model}` does not exist or has no keys configured in keyrelay.")]
@@ -76,6 +82,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -93,6 +102,9 @@ impl ApiError {
         const INVALID: &str = "invalid_request_error";
         match self {
             ApiError::InvalidRequest { param, .. } => (INVALID, None, param.as_deref()),
+            ApiError::Unauthenticated { .. } => (INVALID, Some("invalid_api_key"), None),
+            ApiError::ModelNotAllowed { .. } => (INVALID, Some("model_not_allowed"), Some("model")),
+            ApiError::Overloaded { .. } => ("server_error", Some("overloaded"), None),
             ApiError::BodyTooLarge { .. } => (INVALID, Some("request_too_large"), None),
             ApiError::ModelNotFound { .. } => (INVALID, Some("model_not_found"), Some("model")),
             ApiError::NotFound { .. } => (INVALID, Some("unknown_url"), None),
@@ -130,14 +142,16 @@ impl ApiError {
             ErrorFormat::Anthropic => self.anthropic_body(),
         };
         let mut resp = (self.status(), axum::Json(body)).into_response();
-        if let ApiError::AllKeysCooling {
-            retry_after_secs, ..
-        } = self
-        {
-            resp.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs),
-            );
+        let retry_after = match self {
+            ApiError::AllKeysCooling {
+                retry_after_secs, ..
+            } => Some(retry_after_secs),
+            ApiError::Overloaded { .. } => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

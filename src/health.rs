@@ -147,6 +147,8 @@ pub struct KeyHealth {
     pub successes: AtomicU64,
     pub errors: AtomicU64,
     pub cooldowns: AtomicU64,
+    pub prompt_tokens: AtomicU64,
+    pub completion_tokens: AtomicU64,
 }
 
 impl KeyHealth {
@@ -249,6 +251,11 @@ impl KeyHealth {
             self.disable_logged.store(false, Relaxed);
             self.cool_down(policy.default_cooldown, now_ms, policy);
         }
+    }
+
+    pub fn add_tokens(&self, prompt: u64, completion: u64) {
+        self.prompt_tokens.fetch_add(prompt, Relaxed);
+        self.completion_tokens.fetch_add(completion, Relaxed);
     }
 
     /// Back to healthy, as an operator asked.

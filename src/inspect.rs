@@ -1,13 +1,15 @@
 //! Request inspection: find `model` and `stream` in a Chat Completions body without building
 //! a JSON tree, and rewrite `model` in place when the upstream knows the model by another name.
 //!
-//! serde_json skips every other field while still validating it, so malformed JSON, invalid
-//! UTF-8 and duplicate keys are all rejected here, before any key is touched.
+//! Every other field is walked without being kept, so malformed JSON, invalid UTF-8,
+//! duplicate keys and nesting deeper than serde_json's limit of 128 levels are all rejected
+//! here, before any key is touched.
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// What the proxy needs to know about a chat request.
@@ -15,8 +17,14 @@ use serde_json::value::RawValue;
 pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
+    /// `stream_options.include_usage` is `true`.
+    pub include_usage: bool,
     /// Byte range of the `model` value (quotes included) in the body.
     model_span: Range<usize>,
+    /// Byte range of the `stream_options` value, when present.
+    stream_options_span: Option<Range<usize>>,
+    /// Byte offset just after the body's opening `{`.
+    object_start: usize,
 }
 
 /// Why a body is not a usable chat request; the message names the problem for the client.
@@ -26,14 +34,115 @@ pub struct InvalidRequest {
     pub param: Option<&'static str>,
 }
 
-#[derive(Deserialize)]
+/// The three fields inspection needs, borrowed from the body.
 struct Probe<'a> {
-    #[serde(borrow)]
     model: Option<&'a RawValue>,
-    #[serde(borrow)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow)]
     messages: Option<&'a RawValue>,
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "lowercase")]
+enum Field {
+    Model,
+    Stream,
+    Messages,
+    #[serde(rename = "stream_options")]
+    StreamOptions,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Probe<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ProbeVisitor(std::marker::PhantomData))
+    }
+}
+
+struct ProbeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for ProbeVisitor<'a> {
+    type Value = Probe<'a>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Probe<'a>, M::Error> {
+        let mut probe = Probe {
+            model: None,
+            stream: None,
+            messages: None,
+            stream_options: None,
+        };
+        while let Some(field) = map.next_key::<Field>()? {
+            let (slot, name) = match field {
+                Field::Model => (&mut probe.model, "model"),
+                Field::Stream => (&mut probe.stream, "stream"),
+                Field::Messages => (&mut probe.messages, "messages"),
+                Field::StreamOptions => (&mut probe.stream_options, "stream_options"),
+                Field::Other => {
+                    map.next_value::<Skip>()?;
+                    continue;
+                }
+            };
+            if slot.is_some() {
+                return Err(de::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value::<&RawValue>()?);
+        }
+        Ok(probe)
+    }
+}
+
+/// Any JSON value, walked and dropped. Unlike `serde::de::IgnoredAny`, which serde_json skips
+/// without counting depth, this goes through `deserialize_any`, so serde_json's recursion
+/// limit bounds how deeply a client may nest a field keyrelay never reads.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SkipVisitor)
+    }
+}
+
+struct SkipVisitor;
+
+impl<'de> Visitor<'de> for SkipVisitor {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Skip, S::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Skip, M::Error> {
+        while map.next_key::<de::IgnoredAny>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
 }
 
 impl ChatRequest {
@@ -98,22 +207,72 @@ impl ChatRequest {
                 );
             }
         };
-        // The raw value borrows from `text`, so its address locates it in the body.
-        let start = model_raw.get().as_ptr() as usize - text.as_ptr() as usize;
+        let include_usage = probe
+            .stream_options
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .is_some_and(|o| o.get("include_usage") == Some(&serde_json::Value::Bool(true)));
+        // A raw value borrows from `text`, so its address locates it in the body.
+        let span = |raw: &RawValue| {
+            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
+            start..start + raw.get().len()
+        };
         Ok(ChatRequest {
             model,
             stream,
-            model_span: start..start + model_raw.get().len(),
+            include_usage,
+            model_span: span(model_raw),
+            stream_options_span: probe.stream_options.map(span),
+            object_start: text.len() - text.trim_start().len() + 1,
         })
     }
 
     /// The body with `model` replaced by `new_model`, everything else byte-for-byte.
     pub fn with_model(&self, body: &Bytes, new_model: &str) -> Bytes {
-        let quoted = serde_json::to_string(new_model).unwrap_or_default();
-        let mut out = BytesMut::with_capacity(body.len() + quoted.len());
-        out.extend_from_slice(&body[..self.model_span.start]);
-        out.extend_from_slice(quoted.as_bytes());
-        out.extend_from_slice(&body[self.model_span.end..]);
+        self.rewrite(body, Some(new_model), false)
+    }
+
+    /// The body as it goes upstream: `model` replaced when `new_model` is given, and
+    /// `stream_options.include_usage` set to true when `request_usage` (keyrelay asks for
+    /// usage it must account for even when the client did not); every other byte as sent.
+    pub fn rewrite(&self, body: &Bytes, new_model: Option<&str>, request_usage: bool) -> Bytes {
+        let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(2);
+        if let Some(model) = new_model {
+            edits.push((
+                self.model_span.clone(),
+                serde_json::to_vec(model).unwrap_or_default(),
+            ));
+        }
+        if request_usage && !self.include_usage {
+            match &self.stream_options_span {
+                Some(span) => {
+                    let mut options =
+                        serde_json::from_slice::<serde_json::Value>(&body[span.clone()])
+                            .ok()
+                            .filter(serde_json::Value::is_object)
+                            .unwrap_or_else(|| serde_json::json!({}));
+                    options["include_usage"] = serde_json::Value::Bool(true);
+                    edits.push((span.clone(), options.to_string().into_bytes()));
+                }
+                // The body has `model` and `messages`, so a member follows the insertion.
+                None => edits.push((
+                    self.object_start..self.object_start,
+                    br#""stream_options":{"include_usage":true},"#.to_vec(),
+                )),
+            }
+        }
+        if edits.is_empty() {
+            return body.clone();
+        }
+        edits.sort_by_key(|(range, _)| range.start);
+        let extra: usize = edits.iter().map(|(_, b)| b.len()).sum();
+        let mut out = BytesMut::with_capacity(body.len() + extra);
+        let mut at = 0;
+        for (range, bytes) in edits {
+            out.extend_from_slice(&body[at..range.start]);
+            out.extend_from_slice(&bytes);
+            at = range.end;
+        }
+        out.extend_from_slice(&body[at..]);
         out.freeze()
     }
 }
@@ -151,6 +310,33 @@ mod tests {
     }
 
     #[test]
+    fn usage_is_requested_without_touching_anything_else() {
+        let body = Bytes::from_static(br#" { "model": "m", "stream": true, "messages": [] }"#);
+        let req = ChatRequest::parse(&body).expect("valid");
+        assert!(!req.include_usage);
+        let out = req.rewrite(&body, Some("real"), true);
+        assert_eq!(&out[..], br#" {"stream_options":{"include_usage":true}, "model": "real", "stream": true, "messages": [] }"#);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+        assert_eq!(v["stream_options"]["include_usage"], true);
+
+        let body = Bytes::from_static(br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"messages":[]}"#);
+        let req = ChatRequest::parse(&body).expect("valid");
+        let out = req.rewrite(&body, None, true);
+        assert_eq!(&out[..], br#"{"model":"m","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true},"messages":[]}"#);
+
+        let body = Bytes::from_static(
+            br#"{"model":"m","stream_options":{"include_usage":true},"messages":[]}"#,
+        );
+        let req = ChatRequest::parse(&body).expect("valid");
+        assert!(req.include_usage);
+        assert_eq!(
+            req.rewrite(&body, None, true),
+            body,
+            "already asked: unchanged"
+        );
+    }
+
+    #[test]
     fn escaped_model_names_are_decoded() {
         let req = ChatRequest::parse(br#"{"model":"gpt\u002d4o","messages":[]}"#).expect("valid");
         assert_eq!(req.model, "gpt-4o");
@@ -181,6 +367,22 @@ mod tests {
                 .message
                 .contains("duplicate")
         );
+        let deep = format!(
+            r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert!(
+            err(&deep).message.contains("recursion limit"),
+            "{:?}",
+            err(&deep)
+        );
+        let fine = format!(
+            r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(ChatRequest::parse(fine.as_bytes()).is_ok());
         let invalid_utf8 =
             ChatRequest::parse(b"{\"model\":\"\xff\",\"messages\":[]}").expect_err("bad");
         assert!(invalid_utf8.message.contains("UTF-8"));

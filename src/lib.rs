@@ -5,6 +5,7 @@
 //! - `config`: `LLM_KEYS` parsing and validation, and the validated `Config`.
 //! - `provider`: the closed set of providers, their default URLs and wire families.
 //! - `secret`: the redacting wrapper every key and token lives in.
+//! - `auth`: client tokens (constant-time comparison, per-token model lists).
 //! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
 //! - `health`: per-key cooldowns, disabling and the circuit breaker (atomics only).
 //! - `inspect`: finds `model`/`stream` in a request body without building a tree.
@@ -12,19 +13,26 @@
 //! - `upstream`: the shared HTTP client, header rules, one module per wire family.
 //! - `mock`: the in-process `mock` provider and the mock upstream server for tests.
 //! - `translate`: OpenAI ⇄ Anthropic translation, pure functions and stream state machines.
+//! - `usage`: token counts of one response, from whichever layer reads them.
 //! - `error`: keyrelay's own errors and their single mapping to HTTP responses.
+//! - `request_id`: `x-request-id` taken or generated, echoed, sent upstream.
+//! - `metrics`: the Prometheus registry and every series keyrelay exports.
 //! - `banner`: the startup summary.
 
+pub mod auth;
 pub mod banner;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod health;
 pub mod inspect;
+pub mod metrics;
 pub mod mock;
 pub mod pool;
 pub mod provider;
+pub mod request_id;
 pub mod secret;
 pub mod server;
 pub mod translate;
 pub mod upstream;
+pub mod usage;

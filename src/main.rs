@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyrelay::cli::Cli;
+use keyrelay::cli::{Cli, LogFormat};
 use keyrelay::config::{Config, KeySource};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -23,12 +23,19 @@ fn main() -> ExitCode {
     let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .finish(std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info")),
-        )
-        .with_writer(writer)
-        .init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
     if cli.demo && KeySource::from_env().inline.is_some() {
         tracing::warn!("--demo ignores LLM_KEYS and serves the built-in mock key set");
     }
@@ -57,11 +64,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    keyrelay::banner::log(addr, &config.keys);
     #[expect(clippy::print_stdout, reason = "the banner is the program's output")]
     {
         print!(
             "{}",
-            keyrelay::banner::render(addr, &config.keys, config.demo)
+            keyrelay::banner::render(addr, &config.keys, config.demo, config.tls.is_some())
         );
     }
     keyrelay::server::run(&config, listener, shutdown_signal()).await

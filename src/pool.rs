@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue, header};
 
 use crate::config::KeySpec;
 use crate::health::{Clock, HealthPolicy, KeyHealth, Outcome, Transition};
+use crate::metrics::{KeyLabels, intern};
 use crate::provider::{Family, Provider};
 use crate::secret::Secret;
 
@@ -37,6 +38,8 @@ pub struct Key {
     pub max_tokens: Option<u64>,
     pub model: String,
     pub health: KeyHealth,
+    /// This key's label and model as metric label values.
+    pub metric: KeyLabels,
 }
 
 /// The result of asking a model's pool for a key.
@@ -55,6 +58,8 @@ pub enum Pick<'a> {
 
 #[derive(Debug)]
 pub struct ModelPool {
+    /// The model's configured name, as a metric label.
+    pub name: &'static str,
     keys: Box<[Arc<Key>]>,
     cursor: AtomicUsize,
 }
@@ -130,6 +135,7 @@ impl KeyPool {
             .into_iter()
             .map(|(model, keys)| {
                 let pool = ModelPool {
+                    name: intern(&model),
                     keys: keys.into_boxed_slice(),
                     cursor: AtomicUsize::new(0),
                 };
@@ -153,8 +159,8 @@ impl KeyPool {
         self.clock.now_ms()
     }
 
-    /// Updates `key` after an attempt and logs any change of state.
-    pub fn record(&self, key: &Key, outcome: Outcome) {
+    /// Updates `key` after an attempt, logs any change of state and returns it.
+    pub fn record(&self, key: &Key, outcome: Outcome) -> Option<Transition> {
         let now = self.now_ms();
         let account_level = matches!(outcome, Outcome::AuthRejected { .. })
             && self.provider_refusing_everywhere(key, now);
@@ -167,7 +173,8 @@ impl KeyPool {
                     .undisable_if_recent(now, self.policy.account_window, &self.policy);
             }
         }
-        match key.health.record(outcome, now, &self.policy, account_level) {
+        let transition = key.health.record(outcome, now, &self.policy, account_level);
+        match transition {
             Some(Transition::Disabled { status }) => tracing::warn!(
                 key = %key.label, model = %key.model, status,
                 "key disabled: the upstream refused it; it stays out of rotation until reset"
@@ -178,6 +185,7 @@ impl KeyPool {
             ),
             None => {}
         }
+        transition
     }
 
     fn same_provider<'a>(&'a self, key: &'a Key) -> impl Iterator<Item = &'a Arc<Key>> {
@@ -234,6 +242,10 @@ impl Key {
             max_tokens: spec.max_tokens,
             model: spec.model.clone(),
             health: KeyHealth::default(),
+            metric: KeyLabels {
+                key: intern(&spec.label),
+                model: intern(&spec.model),
+            },
         }
     }
 }

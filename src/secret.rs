@@ -37,6 +37,25 @@ impl Secret {
     }
 }
 
+/// `text` with every occurrence of `secret` replaced by `[redacted]`: upstream error bodies
+/// sometimes echo the key they were sent. Secrets under 8 characters are not searched for,
+/// since they would match ordinary text.
+pub fn redact(text: &[u8], secret: &Secret) -> Option<Vec<u8>> {
+    let needle = secret.expose().as_bytes();
+    if needle.len() < 8 || !text.windows(needle.len()).any(|w| w == needle) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"[redacted]");
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("*****")
@@ -59,6 +78,21 @@ mod tests {
         assert_eq!(format!("{s:?}"), "*****");
         assert_eq!(format!("{s}"), "*****");
         assert_eq!(format!("{:?}", Some(&s)), "Some(*****)");
+    }
+
+    #[test]
+    fn redact_replaces_every_occurrence() {
+        let key = Secret::new("sk-live-0123456789");
+        let out = redact(
+            b"bad key sk-live-0123456789, again sk-live-0123456789.",
+            &key,
+        );
+        assert_eq!(
+            out.as_deref(),
+            Some(&b"bad key [redacted], again [redacted]."[..])
+        );
+        assert_eq!(redact(b"nothing here", &key), None);
+        assert_eq!(redact(b"short", &Secret::new("short")), None);
     }
 
     #[test]

@@ -4,19 +4,22 @@
 //! `KeySource` directly instead of mutating the process environment.
 
 mod keys;
+mod tokens;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use keys::{KeySpec, parse_keys};
+pub use tokens::{ClientToken, parse_token_file, parse_token_list};
 
 use crate::cli::Cli;
 use crate::health::HealthPolicy;
 use crate::provider::Provider;
 use crate::secret::Secret;
 
-/// Where the key list comes from: the two environment variables, as the user set them.
+/// Every secret the environment provides, as the user set it: the upstream key list, the
+/// client tokens, the admin token.
 #[derive(Debug, Default, Clone)]
 pub struct KeySource {
     /// The JSON text of `LLM_KEYS`, wrapped because it contains every key.
@@ -25,6 +28,12 @@ pub struct KeySource {
     pub file: Option<PathBuf>,
     /// `KEYRELAY_ADMIN_TOKEN`: enables `/admin/*` and is required as its bearer token.
     pub admin_token: Option<Secret>,
+    /// `KEYRELAY_METRICS_TOKEN`: when set, `/metrics` requires it as a bearer token.
+    pub metrics_token: Option<Secret>,
+    /// `KEYRELAY_TOKENS`: comma-separated client tokens.
+    pub tokens: Option<Secret>,
+    /// `KEYRELAY_TOKENS_FILE`: a JSON array of `{"token", "name", "models"}`.
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl KeySource {
@@ -36,6 +45,15 @@ impl KeySource {
                 .ok()
                 .filter(|t| !t.is_empty())
                 .map(Secret::new),
+            metrics_token: std::env::var("KEYRELAY_METRICS_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            tokens: std::env::var("KEYRELAY_TOKENS")
+                .ok()
+                .filter(|t| !t.is_empty())
+                .map(Secret::new),
+            tokens_file: std::env::var_os("KEYRELAY_TOKENS_FILE").map(PathBuf::from),
         }
     }
 }
@@ -52,6 +70,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub admin_token: Option<Secret>,
+    pub metrics_token: Option<Secret>,
+    pub client_tokens: Vec<ClientToken>,
+    /// Certificate chain and private key (PEM) to serve HTTPS directly.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// In-flight requests (streams included) beyond which new ones get 503 at once.
+    pub max_concurrency: usize,
+    pub header_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -98,10 +123,43 @@ impl Config {
                 cli.host
             ));
         }
-        if let Some(path) = &cli.ca_file
-            && !path.is_file()
+        for (flag, path) in [
+            ("--ca-file", &cli.ca_file),
+            ("--tls-cert", &cli.tls_cert),
+            ("--tls-key", &cli.tls_key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                problems.push(format!("{flag} {}: no such file", path.display()));
+            }
+        }
+        let tls = match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            (None, None) => None,
+            _ => {
+                problems.push("--tls-cert and --tls-key go together: give both or neither".into());
+                None
+            }
+        };
+        let client_tokens = match load_tokens(&source) {
+            Ok(tokens) => tokens,
+            Err(mut p) => {
+                problems.append(&mut p);
+                Vec::new()
+            }
+        };
+        if let Some(addr) = listen
+            && !addr.ip().is_loopback()
+            && client_tokens.is_empty()
+            && !cli.allow_unauthenticated
         {
-            problems.push(format!("--ca-file {}: no such file", path.display()));
+            problems.push(format!(
+                "refusing to listen on {} without client tokens: anyone who can reach it could spend \
+                 your keys. Set KEYRELAY_TOKENS (or KEYRELAY_TOKENS_FILE), listen on 127.0.0.1, or pass \
+                 --allow-unauthenticated if something in front of keyrelay already checks callers",
+                addr.ip()
+            ));
         }
         match listen {
             Some(listen) if problems.is_empty() => Ok(Config {
@@ -127,6 +185,11 @@ impl Config {
                 max_body_bytes: cli.max_body,
                 shutdown_timeout: Duration::from_secs_f64(cli.shutdown_timeout),
                 admin_token: source.admin_token.clone(),
+                metrics_token: source.metrics_token.clone(),
+                client_tokens,
+                tls,
+                max_concurrency: cli.max_concurrency as usize,
+                header_read_timeout: Duration::from_secs_f64(cli.header_read_timeout),
             }),
             _ => Err(ConfigError(problems)),
         }
@@ -149,6 +212,25 @@ fn load_keys(source: &KeySource) -> Result<Vec<KeySpec>, Vec<String>> {
                 vec![format!("LLM_KEYS_FILE {}: cannot read: {e}", path.display())]
             })?;
             parse_keys(&text, "LLM_KEYS_FILE")
+        }
+    }
+}
+
+fn load_tokens(source: &KeySource) -> Result<Vec<ClientToken>, Vec<String>> {
+    match (&source.tokens, &source.tokens_file) {
+        (Some(_), Some(_)) => Err(vec![
+            "both KEYRELAY_TOKENS and KEYRELAY_TOKENS_FILE are set; set at most one".into(),
+        ]),
+        (None, None) => Ok(Vec::new()),
+        (Some(list), None) => parse_token_list(list.expose()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                vec![format!(
+                    "KEYRELAY_TOKENS_FILE {}: cannot read: {e}",
+                    path.display()
+                )]
+            })?;
+            parse_token_file(&text)
         }
     }
 }

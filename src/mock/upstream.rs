@@ -110,13 +110,11 @@ impl MockUpstream {
         });
         let is_tls = tls.is_some();
         let app = router(shared.clone());
-        let task = tokio::spawn(listener::serve(
-            listener,
-            app,
+        let opts = listener::ListenOptions {
             tls,
-            std::future::pending(),
-            Duration::from_secs(30),
-        ));
+            ..Default::default()
+        };
+        let task = tokio::spawn(listener::serve(listener, app, opts, std::future::pending()));
         MockUpstream {
             addr,
             tls: is_tls,

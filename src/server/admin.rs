@@ -8,11 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
+use crate::auth::bearer_matches;
 use crate::error::{ApiError, truncate_for_message};
 use crate::health::KeyState;
 use crate::pool::Key;
@@ -69,6 +69,8 @@ fn key_json(key: &Key, now_ms: u64) -> Value {
         "successes": h.successes.load(Relaxed),
         "errors": h.errors.load(Relaxed),
         "cooldowns": h.cooldowns.load(Relaxed),
+        "prompt_tokens": h.prompt_tokens.load(Relaxed),
+        "completion_tokens": h.completion_tokens.load(Relaxed),
     });
     match h.state(now_ms) {
         KeyState::Healthy => v["state"] = json!("healthy"),
@@ -96,12 +98,7 @@ fn refusal(state: &AppState, headers: &HeaderMap) -> Option<Response> {
         };
         return Some(off.into_response());
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
+    if bearer_matches(headers, expected) {
         None
     } else {
         let message = "A valid admin bearer token is required.";

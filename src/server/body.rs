@@ -7,11 +7,34 @@ use bytes::Bytes;
 use http::{HeaderMap, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::AppState;
+use super::trace::RequestTrace;
+use crate::auth::Caller;
 use crate::error::{ApiError, truncate_for_message};
 use crate::inspect::ChatRequest;
+use crate::pool::ModelPool;
+
+/// What every model endpoint does before a key is chosen: read and inspect the body, check
+/// the caller may use the model (403), and find the model's pool (404).
+pub async fn accept<'s>(
+    state: &'s AppState,
+    headers: &HeaderMap,
+    body: Body,
+    caller: &Caller,
+    trace: &mut RequestTrace,
+) -> Result<(Bytes, ChatRequest, &'s ModelPool), ApiError> {
+    let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
+    let pool = state.keys.model(&request.model);
+    trace.model(truncate_for_message(&request.model), pool.map(|p| p.name));
+    caller.check_model(&request.model)?;
+    let pool = pool.ok_or_else(|| ApiError::ModelNotFound {
+        model: truncate_for_message(&request.model),
+    })?;
+    Ok((bytes, request, pool))
+}
 
 /// Reads and inspects a JSON request body.
-pub async fn read_request(
+async fn read_request(
     headers: &HeaderMap,
     body: Body,
     limit: usize,

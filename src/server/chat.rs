@@ -11,9 +11,10 @@ use http::HeaderMap;
 use serde_json::Value;
 
 use super::AppState;
-use super::body::{parse_json, read_request};
+use super::body::{accept, parse_json};
 use super::trace::RequestTrace;
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorFormat};
 use crate::mock;
 use crate::provider::Family;
 use crate::upstream::failover::Served;
@@ -21,28 +22,21 @@ use crate::upstream::{anthropic, openai, passthrough_response};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let mut trace = RequestTrace::new("chat_completions", &state.body_ctx.stats);
-    let response = handle(&state, &parts.headers, body, &mut trace)
+    let (mut trace, caller) = RequestTrace::begin("chat_completions", &state, &parts.extensions);
+    let response = handle(&state, &parts.headers, body, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));
-    trace.answered(response.status().as_u16());
-    response
+    trace.respond(response)
 }
 
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: axum::body::Body,
+    caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
-    let (bytes, chat) = read_request(headers, body, state.max_body_bytes).await?;
-    trace.model = Some(truncate_for_message(&chat.model));
-    let pool = state
-        .keys
-        .model(&chat.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: truncate_for_message(&chat.model),
-        })?;
+    let (bytes, chat, pool) = accept(state, headers, body, caller, trace).await?;
     // Parsed into a tree only if an Anthropic key is tried, and then only once.
     let mut tree: Option<Value> = None;
     let served = state
@@ -58,21 +52,26 @@ async fn handle(
                     Ok(openai::chat_request(key, &chat, &bytes, headers))
                 }
             },
-            &mut trace.attempts,
+            trace,
         )
         .await?;
+    let usage = &trace.usage;
     match served {
-        Served::InProcess(key) => Ok(mock::chat_completions(key, &chat, &bytes)),
+        Served::InProcess(key) => {
+            trace.served_by(key);
+            Ok(mock::chat_completions(key, &chat, &bytes))
+        }
         Served::Upstream(key, upstream) => match key.provider.family() {
             Family::Anthropic => {
                 let request = parsed(&mut tree, &bytes)?;
-                anthropic::chat_response(key, upstream, request, chat.stream, &state.body_ctx).await
+                let ctx = &state.body_ctx;
+                anthropic::chat_response(key, upstream, request, chat.stream, ctx, usage).await
             }
-            Family::OpenAi | Family::Mock => Ok(passthrough_response(
-                upstream,
-                ErrorFormat::OpenAi,
-                &state.body_ctx,
-            )),
+            Family::OpenAi | Family::Mock => {
+                let ctx = &state.body_ctx;
+                let strip = chat.stream && !chat.include_usage;
+                passthrough_response(key, upstream, ErrorFormat::OpenAi, ctx, usage, strip).await
+            }
         },
     }
 }

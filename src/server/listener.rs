@@ -11,24 +11,45 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-/// How long a client may take to send a request's headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ListenOptions {
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How long a client may take to send a request's headers; hyper also applies it to a
+    /// keep-alive connection waiting for its next request, so idle clients are dropped too.
+    pub header_read_timeout: Duration,
+    /// How long open connections get to finish after `shutdown`.
+    pub grace: Duration,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            tls: None,
+            header_read_timeout: Duration::from_secs(30),
+            grace: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Serves `app` until `shutdown` completes, then waits up to `grace` for open connections.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
-    tls: Option<tokio_rustls::TlsAcceptor>,
+    opts: ListenOptions,
     shutdown: impl Future<Output = ()>,
-    grace: Duration,
 ) {
+    let ListenOptions {
+        tls,
+        header_read_timeout,
+        grace,
+    } = opts;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_read_timeout);
     tokio::pin!(shutdown);
     loop {
         let (stream, _) = tokio::select! {

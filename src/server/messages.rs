@@ -9,9 +9,10 @@ use axum::response::Response;
 use http::HeaderMap;
 
 use super::AppState;
-use super::body::{parse_json, read_request};
+use super::body::{accept, parse_json};
 use super::trace::RequestTrace;
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorFormat};
 use crate::mock;
 use crate::provider::Family;
 use crate::upstream::failover::Served;
@@ -42,12 +43,11 @@ pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response
 
 async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
     let (parts, body) = req.into_parts();
-    let mut trace = RequestTrace::new(endpoint.path(), &state.body_ctx.stats);
-    let response = handle(&state, &parts.headers, body, endpoint, &mut trace)
+    let (mut trace, caller) = RequestTrace::begin(endpoint.path(), &state, &parts.extensions);
+    let response = handle(&state, &parts.headers, body, endpoint, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));
-    trace.answered(response.status().as_u16());
-    response
+    trace.respond(response)
 }
 
 async fn handle(
@@ -55,16 +55,10 @@ async fn handle(
     headers: &HeaderMap,
     body: axum::body::Body,
     endpoint: Endpoint,
+    caller: &Caller,
     trace: &mut RequestTrace,
 ) -> Result<Response, ApiError> {
-    let (bytes, request) = read_request(headers, body, state.max_body_bytes).await?;
-    trace.model = Some(truncate_for_message(&request.model));
-    let pool = state
-        .keys
-        .model(&request.model)
-        .ok_or_else(|| ApiError::ModelNotFound {
-            model: truncate_for_message(&request.model),
-        })?;
+    let (bytes, request, pool) = accept(state, headers, body, caller, trace).await?;
     let all_anthropic = pool
         .keys()
         .iter()
@@ -97,20 +91,22 @@ async fn handle(
                     Ok(anthropic::request(key, endpoint.path(), body, native))
                 }
             },
-            &mut trace.attempts,
+            trace,
         )
         .await?;
+    let (ctx, usage) = (&state.body_ctx, &trace.usage);
     match served {
-        Served::InProcess(_) => Ok(mock::into_response(mock::anthropic::messages(true, &bytes))),
+        Served::InProcess(key) => {
+            trace.served_by(key);
+            Ok(mock::into_response(mock::anthropic::messages(true, &bytes)))
+        }
         Served::Upstream(key, upstream) => match key.provider.family() {
             Family::OpenAi => {
-                openai::messages_response(key, upstream, request.stream, &state.body_ctx).await
+                openai::messages_response(key, upstream, request.stream, ctx, usage).await
             }
-            Family::Anthropic | Family::Mock => Ok(passthrough_response(
-                upstream,
-                ErrorFormat::Anthropic,
-                &state.body_ctx,
-            )),
+            Family::Anthropic | Family::Mock => {
+                passthrough_response(key, upstream, ErrorFormat::Anthropic, ctx, usage, false).await
+            }
         },
     }
 }

@@ -1,33 +1,116 @@
-//! The one log line per request: endpoint, model, every attempt with its key label and
-//! outcome, status and duration. A request dropped before it was answered (the client went
-//! away) is logged and counted as cancelled.
+//! One request's account: who called, which keys were tried with what outcome, when the
+//! response head left and when the body ended, and the tokens used. It becomes the
+//! request's log line and its metrics when the response body is finished (or abandoned),
+//! so streamed requests are logged with their real duration and token counts.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::{Frame, SizeHint};
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::metrics::{EndpointLabels, RequestLabels, TokenLabels, status_class};
+use crate::pool::Key;
+use crate::request_id::RequestId;
 use crate::upstream::failover::AttemptRecord;
-use crate::upstream::stream_guard::StreamStats;
+use crate::usage::UsageCell;
 
 pub struct RequestTrace {
+    state: Arc<AppState>,
     endpoint: &'static str,
-    pub model: Option<String>,
-    pub attempts: Vec<AttemptRecord>,
+    pub request_id: HeaderValue,
+    caller: &'static str,
+    /// The model as the client named it (truncated), for the log.
+    model: Option<String>,
+    /// The configured model, for metric labels; `-` until one is found.
+    model_label: &'static str,
+    /// The key whose answer the client gets.
+    served_by: Option<Arc<Key>>,
+    attempts: Vec<AttemptRecord>,
     started: Instant,
-    stats: Arc<StreamStats>,
-    answered: bool,
+    head: Option<(u16, Duration)>,
+    pub usage: Arc<UsageCell>,
+    finished: bool,
 }
 
 impl RequestTrace {
-    pub fn new(endpoint: &'static str, stats: &Arc<StreamStats>) -> Self {
-        RequestTrace {
+    /// Starts the account of a request; returns the caller the API guard established.
+    pub fn begin(
+        endpoint: &'static str,
+        state: &Arc<AppState>,
+        extensions: &http::Extensions,
+    ) -> (RequestTrace, Caller) {
+        let caller = extensions.get::<Caller>().cloned().unwrap_or_default();
+        let request_id = extensions
+            .get::<RequestId>()
+            .map_or_else(|| HeaderValue::from_static("-"), |id| id.0.clone());
+        let trace = RequestTrace {
+            state: state.clone(),
             endpoint,
+            request_id,
+            caller: caller.name(),
             model: None,
+            model_label: "-",
+            served_by: None,
             attempts: Vec::new(),
             started: Instant::now(),
-            stats: stats.clone(),
-            answered: false,
+            head: None,
+            usage: Arc::default(),
+            finished: false,
+        };
+        (trace, caller)
+    }
+
+    pub fn request_id_str(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    /// The model the client asked for, and its configured name once it is known to exist.
+    pub fn model(&mut self, requested: String, configured: Option<&'static str>) {
+        self.model = Some(requested);
+        if let Some(name) = configured {
+            self.model_label = name;
         }
+    }
+
+    pub fn attempt(&mut self, key: &Arc<Key>, record: AttemptRecord) {
+        self.served_by = Some(key.clone());
+        self.attempts.push(record);
+    }
+
+    /// The key that answers (also for in-process `mock` keys, which make no attempt).
+    pub fn served_by(&mut self, key: &Arc<Key>) {
+        self.served_by = Some(key.clone());
+    }
+
+    /// The response head is ready: records time to first byte and keyrelay's own share of
+    /// it, then hands the account to the body, which finishes it when the body ends.
+    pub fn respond(mut self, response: Response) -> Response {
+        let ttfb = self.started.elapsed();
+        let upstream: Duration = self.attempts.iter().map(|a| a.elapsed).sum();
+        let endpoint = EndpointLabels {
+            endpoint: self.endpoint,
+        };
+        let metrics = &self.state.metrics;
+        metrics
+            .ttfb
+            .get_or_create(&endpoint)
+            .observe(ttfb.as_secs_f64());
+        metrics
+            .overhead
+            .get_or_create(&endpoint)
+            .observe(ttfb.saturating_sub(upstream).as_secs_f64());
+        self.head = Some((response.status().as_u16(), ttfb));
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, Body::new(TracedBody { body, trace: self }))
     }
 
     fn attempts_text(&self) -> String {
@@ -35,31 +118,124 @@ impl RequestTrace {
         parts.join(",")
     }
 
-    /// Logs the request's line once its response head is ready.
-    pub fn answered(&mut self, status: u16) {
-        self.answered = true;
+    /// Logs the request's line and records its metrics, once.
+    fn finish(&mut self, body_complete: bool) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let duration = self.started.elapsed();
+        let model = self.model.as_deref().unwrap_or("-");
+        let (key, provider) = self
+            .served_by
+            .as_ref()
+            .map_or(("-", "-"), |k| (k.metric.key, k.provider.name()));
+        let usage = self.usage.get();
+        let Some((status, ttfb)) = self.head else {
+            self.state
+                .body_ctx
+                .stats
+                .cancelled
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(
+                request_id = %self.request_id_str(), caller = self.caller, endpoint = self.endpoint,
+                model, key, attempts = %self.attempts_text(), duration_ms = ms(duration),
+                "request cancelled by the client before the response"
+            );
+            return;
+        };
+        let metrics = &self.state.metrics;
+        let labels = RequestLabels {
+            model: self.model_label,
+            provider,
+            endpoint: self.endpoint,
+            status_class: status_class(status),
+        };
+        metrics.requests.get_or_create(&labels).inc();
+        let endpoint = EndpointLabels {
+            endpoint: self.endpoint,
+        };
+        metrics
+            .duration
+            .get_or_create(&endpoint)
+            .observe(duration.as_secs_f64());
+        if let Some(u) = usage {
+            if let Some(served_by) = &self.served_by {
+                served_by.health.add_tokens(u.prompt, u.completion);
+            }
+            for (kind, n) in [
+                ("prompt", u.prompt),
+                ("completion", u.completion),
+                ("cached", u.cached),
+            ] {
+                let labels = TokenLabels {
+                    key,
+                    model: self.model_label,
+                    caller: self.caller,
+                    kind,
+                };
+                metrics.tokens.get_or_create(&labels).inc_by(n);
+            }
+        }
         tracing::info!(
+            request_id = %self.request_id_str(),
+            caller = self.caller,
             endpoint = self.endpoint,
-            model = self.model.as_deref().unwrap_or("-"),
+            model,
+            key,
             attempts = %self.attempts_text(),
             status,
-            ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = ms(duration),
+            ttfb_ms = ms(ttfb),
+            prompt_tokens = usage.map(|u| u.prompt),
+            completion_tokens = usage.map(|u| u.completion),
+            cached_tokens = usage.map(|u| u.cached),
+            complete = body_complete,
             "request"
         );
     }
 }
 
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 impl Drop for RequestTrace {
     fn drop(&mut self) {
-        if !self.answered {
-            self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(
-                endpoint = self.endpoint,
-                model = self.model.as_deref().unwrap_or("-"),
-                attempts = %self.attempts_text(),
-                ms = self.started.elapsed().as_secs_f64() * 1000.0,
-                "request cancelled by the client before the response"
-            );
+        self.finish(false);
+    }
+}
+
+/// The response body, carrying the request's account until it ends.
+struct TracedBody {
+    body: Body,
+    trace: RequestTrace,
+}
+
+impl http_body::Body for TracedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            this.trace.finish(true);
+        } else if let Poll::Ready(Some(Ok(_))) = frame
+            && this.body.is_end_stream()
+        {
+            this.trace.finish(true);
         }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }

@@ -51,4 +51,8 @@ pub trait StreamTranslator: Send + 'static {
     /// The upstream failed mid-stream (transport error, idle timeout). Emits an in-band
     /// error carrying `message`; nothing else is emitted afterwards.
     fn on_error(&mut self, message: &str, out: &mut BytesMut);
+    /// The token usage seen so far, as an OpenAI `usage` object, for accounting.
+    fn usage(&self) -> Option<serde_json::Value> {
+        None
+    }
 }

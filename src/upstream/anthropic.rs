@@ -19,6 +19,8 @@ use crate::error::{ApiError, ErrorFormat};
 use crate::pool::Key;
 use crate::translate::stream::AnthropicToOpenAi;
 use crate::translate::{errors, request, response};
+use crate::usage::{TokenUsage, UsageCell};
+use std::sync::Arc;
 
 /// The only Messages API version there is; clients on the native endpoint may send their own.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -91,6 +93,7 @@ pub async fn chat_response(
     openai_request: &Value,
     stream: bool,
     ctx: &BodyContext,
+    usage: &Arc<UsageCell>,
 ) -> Result<Response, ApiError> {
     let (parts, incoming) = upstream.into_parts();
     let mut headers = parts.headers;
@@ -98,7 +101,7 @@ pub async fn chat_response(
     errors::map_anthropic_ratelimit_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !parts.status.is_success() {
-        let body = read_upstream_body(incoming, &key.label).await?;
+        let body = read_upstream_body(incoming, key).await?;
         return Ok(json_response(
             parts.status,
             headers,
@@ -112,6 +115,7 @@ pub async fn chat_response(
         let translated = TranslatedBody::new(
             IdleTimeout::new(incoming, ctx.idle_timeout),
             AnthropicToOpenAi::new(include_usage, created, &key.upstream_model),
+            usage.clone(),
         );
         headers.insert(
             header::CONTENT_TYPE,
@@ -123,11 +127,14 @@ pub async fn chat_response(
         *resp.headers_mut() = headers;
         return Ok(resp);
     }
-    let body = read_upstream_body(incoming, &key.label).await?;
+    let body = read_upstream_body(incoming, key).await?;
     let message: Value = serde_json::from_slice(&body).map_err(|e| ApiError::UpstreamInvalid {
         key: key.label.clone(),
         detail: format!("response is not JSON: {e}"),
     })?;
+    if let Some(counts) = message.get("usage").and_then(TokenUsage::from_anthropic) {
+        usage.set(counts);
+    }
     let completion = response::anthropic_to_openai(&message, created);
     Ok(json_response(
         StatusCode::OK,

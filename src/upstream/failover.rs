@@ -6,23 +6,48 @@
 //! response head, so a retry can never duplicate bytes the client has already seen.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 
 use super::client::{UpstreamClient, UpstreamRequest};
 use crate::config::FailoverOptions;
 use crate::error::{ApiError, truncate_for_message};
-use crate::health::Outcome;
+use crate::health::{Outcome, Transition};
+use crate::metrics::{AttemptLabels, Metrics, ModelLabels};
 use crate::pool::{Key, KeyPool, ModelPool, Pick};
 use crate::provider::Family;
+use crate::request_id;
+use crate::server::trace::RequestTrace;
 
 /// One attempt, for the request's log line.
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
-    pub key: String,
+    pub key: &'static str,
     pub outcome: &'static str,
     pub status: Option<u16>,
+    /// From sending the request to the upstream's response head (or failure).
+    pub elapsed: Duration,
+}
+
+/// Counts an attempt the client abandoned (the request future was dropped mid-attempt).
+struct AttemptGuard<'a> {
+    metrics: &'a Metrics,
+    key: &'a Key,
+    done: bool,
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let labels = AttemptLabels {
+                key: self.key.metric.key,
+                model: self.key.metric.model,
+                outcome: "client_cancelled",
+            };
+            self.metrics.attempts.get_or_create(&labels).inc();
+        }
+    }
 }
 
 impl std::fmt::Display for AttemptRecord {
@@ -47,17 +72,18 @@ pub struct Failover<'a> {
     pub client: &'a UpstreamClient,
     pub keys: &'a KeyPool,
     pub opts: &'a FailoverOptions,
+    pub metrics: &'a Metrics,
 }
 
 impl Failover<'_> {
     /// Serves one request from `pool`. `build` makes the upstream request for a key (it may
-    /// differ per key: model rewrite, translation). Every attempt is appended to `log`.
+    /// differ per key: model rewrite, translation). Every attempt goes into `trace`.
     pub async fn serve<'p>(
         &self,
         model: &str,
         pool: &'p ModelPool,
         mut build: impl FnMut(&Key) -> Result<UpstreamRequest, ApiError>,
-        log: &mut Vec<AttemptRecord>,
+        trace: &mut RequestTrace,
     ) -> Result<Served<'p>, ApiError> {
         let budget = (self.opts.max_attempts as usize).min(pool.keys().len());
         let mut tried: Vec<usize> = Vec::with_capacity(budget);
@@ -93,7 +119,24 @@ impl Failover<'_> {
                 return Ok(Served::InProcess(key));
             }
             tried.push(pool.index_of(key));
-            let result = self.client.send(build(key)?, &key.label).await;
+            if tried.len() > 1 {
+                let labels = ModelLabels {
+                    model: key.metric.model,
+                };
+                self.metrics.retries.get_or_create(&labels).inc();
+            }
+            let mut request = build(key)?;
+            request
+                .headers_mut()
+                .insert(request_id::HEADER.clone(), trace.request_id.clone());
+            let mut guard = AttemptGuard {
+                metrics: self.metrics,
+                key,
+                done: false,
+            };
+            let started = Instant::now();
+            let result = self.client.send(request, &key.label).await;
+            guard.done = true;
             let (outcome, status) = match &result {
                 Ok(resp) => (
                     Outcome::from_response(resp.status().as_u16(), resp.headers()),
@@ -102,16 +145,35 @@ impl Failover<'_> {
                 Err(ApiError::UpstreamTimeout { .. }) => (Outcome::Timeout, None),
                 Err(_) => (Outcome::ConnectFailed, None),
             };
-            self.keys.record(key, outcome);
-            log.push(AttemptRecord {
-                key: key.label.clone(),
+            if let Some(Transition::CoolingDown(_)) = self.keys.record(key, outcome) {
+                self.metrics.cooldowns.get_or_create(&key.metric).inc();
+            }
+            let labels = AttemptLabels {
+                key: key.metric.key,
+                model: key.metric.model,
                 outcome: outcome.label(),
-                status,
-            });
+            };
+            self.metrics.attempts.get_or_create(&labels).inc();
+            trace.attempt(
+                key,
+                AttemptRecord {
+                    key: key.metric.key,
+                    outcome: outcome.label(),
+                    status,
+                    elapsed: started.elapsed(),
+                },
+            );
             let result = result.map(|resp| Served::Upstream(key, resp));
             if !outcome.is_retryable() || tried.len() >= budget {
                 return result;
             }
+            tracing::warn!(
+                request_id = %trace.request_id_str(),
+                key = key.metric.key,
+                outcome = outcome.label(),
+                status,
+                "attempt failed; trying the next key"
+            );
             // Dropping an unread failure body closes that connection; failures are rare
             // enough that keeping it for reuse is not worth reading the body.
             last = Some(result);

@@ -10,6 +10,7 @@ pub mod anthropic;
 pub mod failover;
 pub mod stream_guard;
 pub mod translated_body;
+pub mod usage_tap;
 
 use axum::body::Body;
 use axum::response::Response;
@@ -18,8 +19,13 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 
 use crate::error::{ApiError, ErrorFormat};
+use crate::pool::Key;
+use crate::secret::redact;
 use headers::strip_response_headers;
 use stream_guard::{ClientBody, IdleTimeout, StreamStats};
+use usage_tap::{UsageStrip, UsageTap};
+
+use crate::usage::UsageCell;
 
 /// What a response body needs once the upstream answered.
 pub struct BodyContext {
@@ -28,42 +34,70 @@ pub struct BodyContext {
 }
 
 /// A same-format answer, passed on as the upstream sent it: status, headers, body frames.
-/// A stream that breaks after its first byte ends with an in-band error in `format`.
-pub fn passthrough_response(
+/// A stream that breaks after its first byte ends with an in-band error in `format`. Error
+/// bodies are read whole so that a key the upstream echoed can be redacted.
+pub async fn passthrough_response(
+    key: &Key,
     upstream: http::Response<hyper::body::Incoming>,
     format: ErrorFormat,
     ctx: &BodyContext,
-) -> Response {
+    usage: &std::sync::Arc<UsageCell>,
+    strip_usage: bool,
+) -> Result<Response, ApiError> {
     let (mut parts, incoming) = upstream.into_parts();
     strip_response_headers(&mut parts.headers);
+    if !parts.status.is_success() {
+        let body = read_upstream_body(incoming, key).await?;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = parts.status;
+        *resp.headers_mut() = parts.headers;
+        return Ok(resp);
+    }
     let is_stream = parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let body = ClientBody::new(
-        IdleTimeout::new(incoming, ctx.idle_timeout),
-        is_stream.then_some(format),
-        ctx.stats.clone(),
-    );
-    let mut resp = Response::new(Body::new(body));
+    let tapped = UsageTap::new(incoming, format, is_stream, usage.clone());
+    let in_band = is_stream.then_some(format);
+    let body = if is_stream && strip_usage {
+        let stripped = UsageStrip::new(tapped);
+        Body::new(ClientBody::new(
+            IdleTimeout::new(stripped, ctx.idle_timeout),
+            in_band,
+            ctx.stats.clone(),
+        ))
+    } else {
+        Body::new(ClientBody::new(
+            IdleTimeout::new(tapped, ctx.idle_timeout),
+            in_band,
+            ctx.stats.clone(),
+        ))
+    };
+    let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
     *resp.headers_mut() = parts.headers;
-    resp
+    Ok(resp)
 }
 
 /// Upstream bodies keyrelay must read whole (errors, responses to translate) are bounded,
 /// so a misbehaving upstream cannot exhaust memory.
 const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 
+/// Reads a whole upstream body, bounded, with the key redacted wherever the upstream echoed
+/// it (error bodies do).
 pub(crate) async fn read_upstream_body(
     body: hyper::body::Incoming,
-    key: &str,
+    key: &Key,
 ) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_UPSTREAM_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            Ok(redact(&bytes, &key.secret).map_or(bytes, Bytes::from))
+        }
         Err(e) => Err(ApiError::UpstreamInvalid {
-            key: key.to_owned(),
+            key: key.label.clone(),
             detail: format!("reading the response failed: {e}"),
         }),
     }

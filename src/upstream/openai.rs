@@ -20,19 +20,19 @@ use crate::inspect::ChatRequest;
 use crate::pool::Key;
 use crate::translate::errors;
 use crate::translate::reverse::{self, OpenAiToAnthropic};
+use crate::usage::{TokenUsage, UsageCell};
+use std::sync::Arc;
 
-/// The client's Chat Completions request, as sent, for `key`.
+/// The client's Chat Completions request, as sent, for `key`. A stream whose client did not
+/// ask for usage asks for it anyway (see `UsageStrip` for the way back).
 pub fn chat_request(
     key: &Key,
     chat: &ChatRequest,
     body: &Bytes,
     client_headers: &HeaderMap,
 ) -> UpstreamRequest {
-    let body = if key.rewrites_model {
-        chat.with_model(body, &key.upstream_model)
-    } else {
-        body.clone()
-    };
+    let model = key.rewrites_model.then_some(key.upstream_model.as_str());
+    let body = chat.rewrite(body, model, chat.stream);
     let mut req = post(key, body);
     copy_request_headers(client_headers, req.headers_mut());
     set_json_and_auth(key, req.headers_mut());
@@ -74,13 +74,14 @@ pub async fn messages_response(
     upstream: http::Response<Incoming>,
     stream: bool,
     ctx: &BodyContext,
+    usage: &Arc<UsageCell>,
 ) -> Result<Response, ApiError> {
     let (parts, incoming) = upstream.into_parts();
     let mut headers = parts.headers;
     strip_response_headers(&mut headers);
     headers.remove(header::CONTENT_LENGTH);
     if !parts.status.is_success() {
-        let body = read_upstream_body(incoming, &key.label).await?;
+        let body = read_upstream_body(incoming, key).await?;
         let body = errors::openai_error_to_anthropic(parts.status.as_u16(), &body);
         return Ok(json_response(parts.status, headers, body));
     }
@@ -93,18 +94,22 @@ pub async fn messages_response(
         let translated = TranslatedBody::new(
             IdleTimeout::new(incoming, ctx.idle_timeout),
             OpenAiToAnthropic::new(&key.upstream_model),
+            usage.clone(),
         );
         let body = ClientBody::new(translated, Some(ErrorFormat::Anthropic), ctx.stats.clone());
         let mut resp = Response::new(Body::new(body));
         *resp.headers_mut() = headers;
         return Ok(resp);
     }
-    let body = read_upstream_body(incoming, &key.label).await?;
+    let body = read_upstream_body(incoming, key).await?;
     let completion: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::UpstreamInvalid {
             key: key.label.clone(),
             detail: format!("response is not JSON: {e}"),
         })?;
+    if let Some(counts) = completion.get("usage").and_then(TokenUsage::from_openai) {
+        usage.set(counts);
+    }
     let message = reverse::openai_to_anthropic_response(&completion);
     Ok(json_response(
         StatusCode::OK,

@@ -9,11 +9,15 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 
+use std::sync::Arc;
+
 use crate::translate::sse::SseParser;
 use crate::translate::{SseEvent, StreamTranslator};
+use crate::usage::{TokenUsage, UsageCell};
 
 pub struct TranslatedBody<B, T> {
     upstream: B,
+    usage: Arc<UsageCell>,
     parser: SseParser,
     translator: T,
     events: Vec<SseEvent>,
@@ -21,9 +25,11 @@ pub struct TranslatedBody<B, T> {
 }
 
 impl<B, T> TranslatedBody<B, T> {
-    pub fn new(upstream: B, translator: T) -> Self {
+    /// `usage` receives the stream's token counts when it ends, however it ends.
+    pub fn new(upstream: B, translator: T, usage: Arc<UsageCell>) -> Self {
         TranslatedBody {
             upstream,
+            usage,
             parser: SseParser::new(),
             translator,
             events: Vec::new(),
@@ -79,6 +85,15 @@ where
                     this.translator.on_end(&mut out);
                     this.done = true;
                 }
+            }
+            if this.done
+                && let Some(usage) = this
+                    .translator
+                    .usage()
+                    .as_ref()
+                    .and_then(TokenUsage::from_openai)
+            {
+                this.usage.set(usage);
             }
             if !out.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));

@@ -24,6 +24,11 @@ pub struct Proxy {
 impl Proxy {
     /// Starts keyrelay with `keys` as `LLM_KEYS` and extra command-line options.
     pub async fn start(keys: &Value, args: &[&str]) -> Proxy {
+        Self::start_with(keys, args, KeySource::default()).await
+    }
+
+    /// Like `start`, with more secrets (client tokens) from `extra`.
+    pub async fn start_with(keys: &Value, args: &[&str], extra: KeySource) -> Proxy {
         let mut argv = vec!["keyrelay", "--port", "0"];
         argv.extend_from_slice(args);
         let cli = Cli::try_parse_from(argv).unwrap();
@@ -31,6 +36,7 @@ impl Proxy {
             inline: Some(Secret::new(keys.to_string())),
             file: None,
             admin_token: Some(Secret::new(ADMIN_TOKEN)),
+            ..extra
         };
         let config = Config::load(&cli, source).unwrap();
         let listener = TcpListener::bind(config.listen).await.unwrap();

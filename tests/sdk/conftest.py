@@ -42,6 +42,12 @@ _KEYRELAY_ENV = (
     "KEYRELAY_CONNECT_TIMEOUT",
     "KEYRELAY_FIRST_BYTE_TIMEOUT",
     "KEYRELAY_MAX_BODY",
+    "KEYRELAY_TOKENS",
+    "KEYRELAY_TOKENS_FILE",
+    "KEYRELAY_ADMIN_TOKEN",
+    "KEYRELAY_TLS_CERT",
+    "KEYRELAY_TLS_KEY",
+    "KEYRELAY_ALLOW_UNAUTHENTICATED",
 )
 
 
@@ -100,7 +106,7 @@ class Process:
         if line is None:
             self._fail("exited before printing its address")
         text = line.decode("utf-8", "replace").strip()
-        m = re.search(r"listening on (http://127\.0\.0\.1:\d+\S*)", text)
+        m = re.search(r"listening on (https?://127\.0\.0\.1:\d+\S*)", text)
         if not m:
             self._fail(f"unexpected first stdout line {text!r}")
         return m.group(1).rstrip("/")
@@ -228,13 +234,16 @@ def mock(start_mock) -> Mock:
 
 @pytest.fixture
 def start_keyrelay():
-    """Starts keyrelay with an `LLM_KEYS` list and extra command-line arguments:
-    `start_keyrelay(keys, extra_args=()) -> Relay`."""
+    """Starts keyrelay with an `LLM_KEYS` list, extra command-line arguments and extra
+    environment: `start_keyrelay(keys, extra_args=(), extra_env=None) -> Relay`."""
     started: list[Process] = []
 
-    def start(keys: list[dict], extra_args: Iterable[str] = ()) -> Relay:
+    def start(
+        keys: list[dict], extra_args: Iterable[str] = (), extra_env: dict[str, str] | None = None
+    ) -> Relay:
         env = {k: v for k, v in os.environ.items() if k not in _KEYRELAY_ENV}
         env["LLM_KEYS"] = json.dumps(keys)
+        env.update(extra_env or {})
         env.setdefault("RUST_LOG", "keyrelay=info")
         argv = [str(binary("keyrelay")), "--host", "127.0.0.1", "--port", "0", *extra_args]
         relay = Relay("keyrelay", argv, env=env)

@@ -1,0 +1,356 @@
+//! Reads token usage out of a same-format response as it passes, without changing a byte
+//! and without holding the stream back: SSE events are parsed alongside the forwarding,
+//! and a plain JSON body is kept (bounded) until it ends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame, SizeHint};
+use serde_json::Value;
+
+use crate::error::ErrorFormat;
+use crate::translate::SseEvent;
+use crate::translate::sse::SseParser;
+use crate::usage::{TokenUsage, UsageCell};
+
+/// JSON bodies larger than this are passed on without being read for usage.
+const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
+
+enum Reader {
+    Sse {
+        parser: SseParser,
+        events: Vec<SseEvent>,
+    },
+    Json(BytesMut),
+    Off,
+}
+
+pub struct UsageTap<B> {
+    inner: B,
+    api: ErrorFormat,
+    reader: Reader,
+    /// Anthropic streams report usage in pieces (input counts at the start, running output
+    /// totals later); the latest value of each field is kept here.
+    anthropic: serde_json::Map<String, Value>,
+    usage: Arc<UsageCell>,
+}
+
+impl<B> UsageTap<B> {
+    /// `api` says whose usage shape to expect; `is_stream` whether the body is SSE.
+    pub fn new(inner: B, api: ErrorFormat, is_stream: bool, usage: Arc<UsageCell>) -> Self {
+        let reader = if is_stream {
+            Reader::Sse {
+                parser: SseParser::new(),
+                events: Vec::new(),
+            }
+        } else {
+            Reader::Json(BytesMut::new())
+        };
+        UsageTap {
+            inner,
+            api,
+            reader,
+            anthropic: serde_json::Map::new(),
+            usage,
+        }
+    }
+
+    fn observe(&mut self, data: &Bytes) {
+        match &mut self.reader {
+            Reader::Sse { parser, events } => {
+                if parser.push(data, events).is_err() {
+                    self.reader = Reader::Off;
+                    return;
+                }
+                for event in events.drain(..) {
+                    let Some(usage) = event_usage(self.api, &event) else {
+                        continue;
+                    };
+                    let counts = match self.api {
+                        ErrorFormat::OpenAi => TokenUsage::from_openai(&usage),
+                        ErrorFormat::Anthropic => {
+                            let fields = usage.as_object().into_iter().flatten();
+                            for (k, v) in fields.filter(|(_, v)| !v.is_null()) {
+                                self.anthropic.insert(k.clone(), v.clone());
+                            }
+                            TokenUsage::from_anthropic(&Value::Object(self.anthropic.clone()))
+                        }
+                    };
+                    if let Some(counts) = counts {
+                        self.usage.set(counts);
+                    }
+                }
+            }
+            Reader::Json(buf) if buf.len() + data.len() <= MAX_JSON_BODY => {
+                buf.extend_from_slice(data)
+            }
+            Reader::Json(_) => self.reader = Reader::Off,
+            Reader::Off => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Reader::Json(buf) = &self.reader
+            && let Ok(body) = serde_json::from_slice::<Value>(buf)
+            && let Some(usage) = body.get("usage").and_then(|u| parse(self.api, u))
+        {
+            self.usage.set(usage);
+        }
+        self.reader = Reader::Off;
+    }
+}
+
+fn parse(api: ErrorFormat, usage: &Value) -> Option<TokenUsage> {
+    match api {
+        ErrorFormat::OpenAi => TokenUsage::from_openai(usage),
+        ErrorFormat::Anthropic => TokenUsage::from_anthropic(usage),
+    }
+}
+
+/// The usage object an SSE event carries, parsing only events that can carry one.
+fn event_usage(api: ErrorFormat, event: &SseEvent) -> Option<Value> {
+    match api {
+        // OpenAI: every chunk has `"usage": null` under include_usage; only the last has counts.
+        ErrorFormat::OpenAi => {
+            if !event.data.contains("\"usage\"") || event.data.contains("\"usage\":null") {
+                return None;
+            }
+            let mut chunk: Value = serde_json::from_str(&event.data).ok()?;
+            Some(chunk.get_mut("usage")?.take())
+        }
+        // Anthropic: message_start carries input counts, message_delta the running totals.
+        ErrorFormat::Anthropic => {
+            let kind = event.event.as_deref()?;
+            if kind != "message_start" && kind != "message_delta" {
+                return None;
+            }
+            let mut payload: Value = serde_json::from_str(&event.data).ok()?;
+            let usage = match payload.get("usage") {
+                Some(_) => payload.get_mut("usage")?,
+                None => payload.pointer_mut("/message/usage")?,
+            };
+            Some(usage.take())
+        }
+    }
+}
+
+impl<B> Body for UsageTap<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(data) = f.data_ref() {
+                    this.observe(data);
+                }
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+            }
+            None => this.finish(),
+            Some(Err(_)) => this.reader = Reader::Off,
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// For an OpenAI stream whose client did not ask for usage but keyrelay did (to account
+/// for tokens): drops the extra usage chunk and the `"usage": null` members the upstream
+/// then adds to every chunk, so the client sees the stream it asked for. Frames are
+/// re-emitted as `data: …` events; nothing else changes.
+pub struct UsageStrip<B> {
+    inner: B,
+    parser: SseParser,
+    events: Vec<SseEvent>,
+}
+
+impl<B> UsageStrip<B> {
+    pub fn new(inner: B) -> Self {
+        UsageStrip {
+            inner,
+            parser: SseParser::new(),
+            events: Vec::new(),
+        }
+    }
+}
+
+/// The event as the client should see it, or `None` for the usage-only chunk.
+fn without_usage(data: &str) -> Option<String> {
+    if !data.contains("\"usage\"") {
+        return Some(data.to_owned());
+    }
+    if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
+        return Some(format!("{stripped}}}"));
+    }
+    match serde_json::from_str::<Value>(data) {
+        Ok(Value::Object(mut chunk)) => {
+            let is_usage_chunk = chunk
+                .get("choices")
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+                && chunk.get("usage").is_some_and(|u| !u.is_null());
+            if is_usage_chunk {
+                return None;
+            }
+            chunk.remove("usage");
+            Some(Value::Object(chunk).to_string())
+        }
+        _ => Some(data.to_owned()),
+    }
+}
+
+impl<B> Body for UsageStrip<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = &mut *self;
+        loop {
+            let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                other => return Poll::Ready(other),
+            };
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            // Past the event size limit the stream is passed on as it is.
+            if this.parser.push(data, &mut this.events).is_err() {
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            let mut out = BytesMut::new();
+            for event in this.events.drain(..) {
+                if let Some(data) = without_usage(&event.data) {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(data.as_bytes());
+                    out.extend_from_slice(b"\n\n");
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, StreamBody};
+
+    async fn tap(api: ErrorFormat, is_stream: bool, chunks: &[&'static str]) -> Option<TokenUsage> {
+        let frames = chunks.iter().map(|c| {
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(c.as_bytes())))
+        });
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let cell = Arc::new(UsageCell::default());
+        let collected = UsageTap::new(body, api, is_stream, cell.clone())
+            .collect()
+            .await;
+        assert_eq!(
+            collected.map(|c| c.to_bytes().len()).unwrap_or(0),
+            chunks.concat().len(),
+            "passes every byte"
+        );
+        cell.get()
+    }
+
+    #[tokio::test]
+    async fn openai_stream_usage_chunk() {
+        let got = tap(
+            ErrorFormat::OpenAi,
+            true,
+            &[
+                "data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n",
+                "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"comp",
+                "letion_tokens\":12,\"total_tokens\":21}}\n\ndata: [DONE]\n\n",
+            ],
+        )
+        .await;
+        assert_eq!(
+            got,
+            Some(TokenUsage {
+                prompt: 9,
+                completion: 12,
+                cached: 0
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn anthropic_stream_merges_start_and_delta() {
+        let got = tap(ErrorFormat::Anthropic, true, &[
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":7,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\n",
+        ]).await;
+        assert_eq!(
+            got,
+            Some(TokenUsage {
+                prompt: 10,
+                completion: 30,
+                cached: 3
+            })
+        );
+    }
+
+    #[test]
+    fn strip_removes_what_the_client_did_not_ask_for() {
+        assert_eq!(
+            without_usage(r#"{"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null}"#)
+                .as_deref(),
+            Some(r#"{"id":"c","choices":[{"delta":{"content":"a"}}]}"#)
+        );
+        assert_eq!(
+            without_usage(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1}}"#),
+            None
+        );
+        assert_eq!(without_usage("[DONE]").as_deref(), Some("[DONE]"));
+        assert_eq!(
+            without_usage(r#"{"usage": null, "choices": [{"index": 0}]}"#).as_deref(),
+            Some(r#"{"choices":[{"index":0}]}"#)
+        );
+    }
+
+    #[tokio::test]
+    async fn json_body_usage() {
+        let got = tap(
+            ErrorFormat::OpenAi,
+            false,
+            &[
+                "{\"choices\":[],\"usage\":{\"prompt_tok",
+                "ens\":4,\"completion_tokens\":2}}",
+            ],
+        )
+        .await;
+        assert_eq!(got.map(|u| (u.prompt, u.completion)), Some((4, 2)));
+    }
+}
