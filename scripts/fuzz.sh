@@ -10,7 +10,7 @@
 # Each target starts from its committed seeds (fuzz/seeds/<target>) plus the corpus earlier
 # runs grew (fuzz/corpus/<target>, not committed), so repeated runs keep what they found.
 # A crash input lands in fuzz/artifacts/<target>/; reproduce it with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> fuzz/artifacts/<target>/crash-…
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none --codegen-units 16 <target> fuzz/artifacts/<target>/crash-…
 # then copy it to fuzz/regressions/<target>/ so `cargo test --test fuzz_regressions`
 # replays it. Each target's full libFuzzer log is fuzz/artifacts/<target>/fuzz.log.
 #
@@ -18,6 +18,9 @@
 # code, so what fuzzing finds here are panics (debug assertions and overflow checks are
 # on); AddressSanitizer would add build time and halve the executions per second for
 # little gain. Set FUZZ_SANITIZER=address to use it anyway.
+#
+# Targets are built with 16 codegen units (cargo-fuzz's default is 1): on a 2-core machine
+# that cuts the build, most of a short run, by about a third, for slightly slower fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +30,8 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
     exit 2
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
+# `build` and `run` must get the same flags, or `run` rebuilds.
+build_flags=(-s "$sanitizer" --codegen-units 16)
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"
@@ -43,7 +48,7 @@ fi
 # One build for all targets (shared dependencies, parallel link); `run` then finds them
 # up to date as long as the flags match.
 echo "fuzz: building ${#targets[@]} targets (sanitizer: $sanitizer)"
-cargo fuzz build -s "$sanitizer"
+cargo fuzz build "${build_flags[@]}"
 
 failed=()
 for target in "${targets[@]}"; do
@@ -52,7 +57,7 @@ for target in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     log="$artifacts/fuzz.log"
     echo "fuzz: $target for ${seconds}s"
-    if cargo fuzz run -s "$sanitizer" "$target" "$corpus" "fuzz/seeds/$target" -- \
+    if cargo fuzz run "${build_flags[@]}" "$target" "$corpus" "fuzz/seeds/$target" -- \
         -max_total_time="$seconds" -dict=fuzz/json.dict -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1; then
         grep -E '^(Done [0-9]+ runs|stat::number_of_executed_units|stat::new_units_added)' "$log" |
