@@ -10,7 +10,7 @@
 # Each target starts from its committed seeds (fuzz/seeds/<target>) plus the corpus earlier
 # runs grew (fuzz/corpus/<target>, not committed), so repeated runs keep what they found.
 # A crash input lands in fuzz/artifacts/<target>/; reproduce it with
-#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none --codegen-units 16 <target> fuzz/artifacts/<target>/crash-…
+#   RUSTC_BOOTSTRAP=1 cargo fuzz run -s none <target> fuzz/artifacts/<target>/crash-…
 # then copy it to fuzz/regressions/<target>/ so `cargo test --test fuzz_regressions`
 # replays it. Each target's full libFuzzer log is fuzz/artifacts/<target>/fuzz.log.
 #
@@ -18,9 +18,6 @@
 # code, so what fuzzing finds here are panics (debug assertions and overflow checks are
 # on); AddressSanitizer would add build time and halve the executions per second for
 # little gain. Set FUZZ_SANITIZER=address to use it anyway.
-#
-# Targets are built with 16 codegen units (cargo-fuzz's default is 1): on a 2-core machine
-# that cuts the build, most of a short run, by about a third, for slightly slower fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +28,7 @@ if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
 fi
 sanitizer="${FUZZ_SANITIZER:-none}"
 # `build` and `run` must get the same flags, or `run` rebuilds.
-build_flags=(-s "$sanitizer" --codegen-units 16)
+build_flags=(-s "$sanitizer")
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz"
