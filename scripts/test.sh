@@ -20,3 +20,5 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo build --locked --bins
 cargo test --locked
 KEYRELAY_BIN_DIR=target/debug bash scripts/sdk-tests.sh
+# Every fuzz target for a short, bounded time (longer by hand: bash scripts/fuzz.sh 600).
+bash scripts/fuzz.sh "${KEYRELAY_FUZZ_SECONDS:-10}"

@@ -46,6 +46,29 @@ pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> Stri
     out
 }
 
+/// The same summary as log lines, one per model: labels and counts, never keys.
+pub fn log(addr: SocketAddr, keys: &[KeySpec]) {
+    tracing::info!(%addr, keys = keys.len(), "keyrelay listening");
+    let mut models: Vec<&str> = Vec::new();
+    for k in keys {
+        if !models.contains(&k.model.as_str()) {
+            models.push(&k.model);
+        }
+    }
+    for model in models {
+        let of_model: Vec<&KeySpec> = keys.iter().filter(|k| k.model == model).collect();
+        let labels: Vec<&str> = of_model.iter().map(|k| k.label.as_str()).collect();
+        let providers: Vec<&str> = of_model.iter().map(|k| k.provider.name()).collect();
+        tracing::info!(
+            model,
+            keys = of_model.len(),
+            labels = %labels.join(","),
+            providers = %providers.join(","),
+            "model configured"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -64,6 +64,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
+    keyrelay::banner::log(addr, &config.keys);
     #[expect(clippy::print_stdout, reason = "the banner is the program's output")]
     {
         print!(

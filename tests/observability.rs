@@ -360,6 +360,22 @@ async fn the_json_request_line_has_every_field() {
     assert_eq!(line["completion_tokens"], 3);
     assert!(line["duration_ms"].as_f64().unwrap() >= line["ttfb_ms"].as_f64().unwrap());
     assert_eq!(line["level"], "INFO");
+
+    // Startup logs the configuration summary: models, key counts, labels; never a key.
+    let summary: Value = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "model configured")
+        .unwrap_or_else(|| panic!("no configuration summary in:\n{logs}"));
+    assert_eq!(
+        (
+            summary["model"].as_str(),
+            summary["keys"].as_u64(),
+            summary["labels"].as_str()
+        ),
+        (Some("m"), Some(1), Some("k1"))
+    );
+    assert!(!logs.contains("json-log-token-1"));
 }
 
 #[tokio::test]

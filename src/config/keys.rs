@@ -72,11 +72,18 @@ pub fn parse_keys(text: &str, source: &str) -> Result<Vec<KeySpec>, Vec<String>>
     }
     assign_default_labels(&mut specs);
     check_unique_labels(&specs, source, &mut problems);
+    for (index, spec) in specs.iter().enumerate() {
+        if spec.api_key.expose() == spec.label {
+            problems.push(format!(
+                "{source}: the `name` of a key must not be the key itself (it is shown in logs); see entry {index}"
+            ));
+        }
+    }
 
     if problems.is_empty() {
         Ok(specs)
     } else {
-        Err(problems)
+        Err(scrub_keys(problems, &entries))
     }
 }
 
@@ -280,6 +287,26 @@ fn assign_default_labels(specs: &mut [KeySpec]) {
     }
 }
 
+/// Removes every key value from the messages, wherever the user put it: a key pasted into
+/// `provider`, `name` or a field name must not come back in an error. Keys shorter than 8
+/// characters are left alone (they would garble ordinary words, and are not real keys).
+fn scrub_keys(problems: Vec<String>, entries: &[Value]) -> Vec<String> {
+    let keys: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e.get("api_key").and_then(Value::as_str))
+        .filter(|k| k.len() >= 8)
+        .collect();
+    problems
+        .into_iter()
+        .map(|mut m| {
+            for key in &keys {
+                m = m.replace(key, "(value not shown)");
+            }
+            m
+        })
+        .collect()
+}
+
 fn check_unique_labels(specs: &[KeySpec], source: &str, problems: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     for spec in specs {
@@ -435,6 +462,21 @@ mod tests {
             p[0].contains("entry 0: field `api_key`: contains whitespace"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn a_key_pasted_into_another_field_is_never_echoed() {
+        for text in [
+            r#"[{"api_key":"abcdef123456","model":"m","provider":"abcdef123456"}]"#,
+            r#"[{"api_key":"abcdef123456","model":"m","provider":"openai","abcdef123456":1}]"#,
+            r#"[{"api_key":"abcdef123456","model":"m","provider":"openai","name":"abcdef123456"},
+                {"api_key":"other-key-9999","model":"m","provider":"openai","name":"abcdef123456"}]"#,
+        ] {
+            let p = problems(text);
+            assert!(p.iter().all(|m| !m.contains("abcdef123456")), "{p:?}");
+        }
+        let p = problems(r#"[{"api_key":"abcdef123456","model":"m","provider":"openai","name":"abcdef123456"}]"#);
+        assert!(p.iter().any(|m| m.contains("must not be the key itself")), "{p:?}");
     }
 
     #[test]

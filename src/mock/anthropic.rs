@@ -10,7 +10,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use super::openai::{MockBody, MockResponse};
-use super::reply::{self, Conversation, Finish, Outcome};
+use super::reply::{self, Conversation, Finish, Outcome, split_in_half};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -466,7 +466,7 @@ impl Answer {
                 );
                 events.push(json!({"type": "ping"}));
                 let args = arguments.to_string();
-                let (head, tail) = args.split_at(args.len() / 2);
+                let (head, tail) = split_in_half(&args);
                 for piece in ["", head, tail] {
                     events.push(json!({"type": "content_block_delta", "index": 0,
                                        "delta": {"type": "input_json_delta", "partial_json": piece}}));

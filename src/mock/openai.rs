@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{Value, json};
 
-use super::reply::{self, Conversation, Finish, Outcome};
+use super::reply::{self, Conversation, Finish, Outcome, split_in_half};
 
 /// What the mock answers: a complete JSON body, or the frames of an SSE stream.
 #[derive(Debug)]
@@ -416,7 +416,7 @@ impl Answer {
             }
             Outcome::ToolCall { name, arguments } => {
                 let args = arguments.to_string();
-                let (head, tail) = args.split_at(args.len() / 2);
+                let (head, tail) = split_in_half(&args);
                 frames.push(chunk(per_choice(
                     &|i| json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
                         "id": self.tool_call_id(i), "type": "function", "function": {"name": name, "arguments": ""}}]}),

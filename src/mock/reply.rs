@@ -90,6 +90,16 @@ pub fn answer(c: &Conversation) -> Outcome {
     Outcome::Text { words, finish }
 }
 
+/// A string cut in two near its middle, on a character boundary, for streaming tool
+/// arguments in two fragments.
+pub fn split_in_half(s: &str) -> (&str, &str) {
+    let mut at = s.len() / 2;
+    while !s.is_char_boundary(at) {
+        at += 1;
+    }
+    s.split_at(at)
+}
+
 /// A rough token count for prompt usage: words plus a per-message overhead.
 pub fn count_tokens(text: &str) -> u64 {
     text.split_whitespace().count() as u64

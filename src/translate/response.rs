@@ -22,12 +22,15 @@ pub fn finish_reason(stop_reason: Option<&str>) -> &'static str {
 pub fn openai_usage(usage: &Value) -> Value {
     let n = |field: &str| usage.get(field).and_then(Value::as_u64).unwrap_or(0);
     let cache_read = n("cache_read_input_tokens");
-    let prompt = n("input_tokens") + cache_read + n("cache_creation_input_tokens");
+    // Saturating: counts come from the upstream, and absurd ones must not panic or wrap.
+    let prompt = n("input_tokens")
+        .saturating_add(cache_read)
+        .saturating_add(n("cache_creation_input_tokens"));
     let completion = n("output_tokens");
     json!({
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "total_tokens": prompt.saturating_add(completion),
         "prompt_tokens_details": {"cached_tokens": cache_read},
     })
 }
