@@ -475,8 +475,13 @@ mod tests {
             let p = problems(text);
             assert!(p.iter().all(|m| !m.contains("abcdef123456")), "{p:?}");
         }
-        let p = problems(r#"[{"api_key":"abcdef123456","model":"m","provider":"openai","name":"abcdef123456"}]"#);
-        assert!(p.iter().any(|m| m.contains("must not be the key itself")), "{p:?}");
+        let p = problems(
+            r#"[{"api_key":"abcdef123456","model":"m","provider":"openai","name":"abcdef123456"}]"#,
+        );
+        assert!(
+            p.iter().any(|m| m.contains("must not be the key itself")),
+            "{p:?}"
+        );
     }
 
     #[test]
