@@ -854,7 +854,8 @@ def write_benchmarks(table: str, elapsed: float) -> None:
         f"- Machine: {machine_note()}; load generator, mock, nginx and keyrelay share it.",
         f"- Tools: {tool_version(['oha', '--version'])}, "
         f"{tool_version(['nginx', '-v'])}, {tool_version(['rustc', '--version'])}.",
-        f"- {DURATION:g} s per measurement; memory soak: {soak} requests.",
+        f"- Each figure: median of {ROUNDS} interleaved rounds of {DURATION:g} s "
+        f"({DURATION + 1:g} s at a fixed rate); memory soak: {soak} requests.",
         "",
         table,
         MARK_END,
