@@ -569,6 +569,9 @@ def sample_peak(fn_rss, stop: threading.Event, extra=None) -> dict:
 
 
 def main() -> int:
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the `finally` below stops every process.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="keyrelay-bench-"))
     procs = Procs(tmp)
