@@ -25,8 +25,10 @@ fn main() -> ExitCode {
         .finish(std::io::stderr());
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info"));
+    // Colour codes only for a terminal: in files and collectors they are noise and cost.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match cli.log_format {
         LogFormat::Text => logs.init(),
