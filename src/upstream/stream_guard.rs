@@ -31,6 +31,9 @@ pub enum StreamError {
 pub struct IdleTimeout<B> {
     inner: B,
     idle: Duration,
+    /// When the last frame arrived. The timer is not re-armed per frame (that costs a timer
+    /// wheel update on every chunk); when it fires early, it is moved to `last + idle`.
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -39,6 +42,7 @@ impl<B> IdleTimeout<B> {
         IdleTimeout {
             inner,
             idle,
+            last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(idle)),
         }
     }
@@ -59,14 +63,18 @@ where
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(frame) => {
-                let next = Instant::now() + this.idle;
-                this.deadline.as_mut().reset(next);
+                this.last = Instant::now();
                 Poll::Ready(frame.map(|f| f.map_err(|e| StreamError::Upstream(e.into()))))
             }
-            Poll::Pending => {
+            Poll::Pending => loop {
                 ready!(this.deadline.as_mut().poll(cx));
-                Poll::Ready(Some(Err(StreamError::Idle(this.idle))))
-            }
+                let due = this.last + this.idle;
+                if Instant::now() >= due {
+                    return Poll::Ready(Some(Err(StreamError::Idle(this.idle))));
+                }
+                // Frames arrived since the timer was set: wait out the rest from the last one.
+                this.deadline.as_mut().reset(due);
+            },
         }
     }
 
