@@ -84,7 +84,7 @@ pub fn chat_completions(body: &[u8]) -> MockResponse {
     let outcome = reply::answer(&conversation);
     let answer = Answer {
         id: format!("chatcmpl-mock{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-        created: unix_now(),
+        created: crate::upstream::unix_now(),
         model: req["model"].as_str().unwrap_or_default().to_owned(),
         n: req.get("n").and_then(Value::as_u64).unwrap_or(1),
         prompt_tokens: conversation.prompt_tokens,
@@ -459,13 +459,6 @@ fn content_text(content: &Value) -> String {
             .join(" "),
         _ => String::new(),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
