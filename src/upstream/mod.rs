@@ -2,6 +2,7 @@
 //! wire family.
 
 pub mod client;
+mod coalesce;
 pub mod headers;
 pub mod openai;
 

@@ -14,6 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
+use super::coalesce::Coalesce;
 use crate::error::{ErrorFormat, TimeoutKind};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -123,19 +124,20 @@ pub struct StreamStats {
 
 /// The body sent to the client: upstream failures become an in-band error event when the
 /// response is a stream (`in_band` set) and end the body otherwise; a client that leaves
-/// early is counted, and dropping this body drops the upstream connection with it.
-pub struct ClientBody<B> {
-    inner: B,
+/// early is counted, and dropping this body drops the upstream connection with it. Frames
+/// that arrive together leave together (see `Coalesce`).
+pub struct ClientBody<B: Body> {
+    inner: Coalesce<B>,
     in_band: Option<ErrorFormat>,
     stats: Arc<StreamStats>,
     finished: bool,
 }
 
-impl<B> ClientBody<B> {
+impl<B: Body> ClientBody<B> {
     pub fn new(inner: B, in_band: Option<ErrorFormat>, stats: Arc<StreamStats>) -> Self {
         stats.open.fetch_add(1, Ordering::Relaxed);
         ClientBody {
-            inner,
+            inner: Coalesce::new(inner),
             in_band,
             stats,
             finished: false,
@@ -146,7 +148,7 @@ impl<B> ClientBody<B> {
 impl<B> Body for ClientBody<B>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<StreamError>,
+    B::Error: Into<StreamError> + Unpin,
 {
     type Data = Bytes;
     type Error = StreamError;
@@ -191,7 +193,7 @@ where
     }
 }
 
-impl<B> Drop for ClientBody<B> {
+impl<B: Body> Drop for ClientBody<B> {
     fn drop(&mut self) {
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
         // Dropped before its end: the client went away. (A body the server stopped polling
