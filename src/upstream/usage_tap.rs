@@ -23,8 +23,58 @@ enum Reader {
         parser: SseParser,
         events: Vec<SseEvent>,
     },
-    Json(BytesMut),
+    /// A JSON body: usually one frame, kept as it came; copied only if a second one follows.
+    Json(JsonBody),
     Off,
+}
+
+#[derive(Default)]
+enum JsonBody {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl JsonBody {
+    fn len(&self) -> usize {
+        match self {
+            JsonBody::Empty => 0,
+            JsonBody::One(b) => b.len(),
+            JsonBody::Many(b) => b.len(),
+        }
+    }
+
+    fn push(&mut self, data: &Bytes) {
+        *self = match std::mem::take(self) {
+            JsonBody::Empty => JsonBody::One(data.clone()),
+            JsonBody::One(first) => {
+                let mut many = BytesMut::with_capacity(first.len() + data.len());
+                many.extend_from_slice(&first);
+                many.extend_from_slice(data);
+                JsonBody::Many(many)
+            }
+            JsonBody::Many(mut many) => {
+                many.extend_from_slice(data);
+                JsonBody::Many(many)
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            JsonBody::Empty => &[],
+            JsonBody::One(b) => b,
+            JsonBody::Many(b) => b,
+        }
+    }
+}
+
+/// The one member of a JSON answer the tap reads; the rest is scanned, not built.
+#[derive(serde::Deserialize)]
+struct UsageOnly<'a> {
+    #[serde(borrow)]
+    usage: Option<&'a serde_json::value::RawValue>,
 }
 
 pub struct UsageTap<B> {
@@ -46,7 +96,7 @@ impl<B> UsageTap<B> {
                 events: Vec::new(),
             }
         } else {
-            Reader::Json(BytesMut::new())
+            Reader::Json(JsonBody::Empty)
         };
         UsageTap {
             inner,
@@ -83,9 +133,7 @@ impl<B> UsageTap<B> {
                     }
                 }
             }
-            Reader::Json(buf) if buf.len() + data.len() <= MAX_JSON_BODY => {
-                buf.extend_from_slice(data)
-            }
+            Reader::Json(buf) if buf.len() + data.len() <= MAX_JSON_BODY => buf.push(data),
             Reader::Json(_) => self.reader = Reader::Off,
             Reader::Off => {}
         }
@@ -93,8 +141,9 @@ impl<B> UsageTap<B> {
 
     fn finish(&mut self) {
         if let Reader::Json(buf) = &self.reader
-            && let Ok(body) = serde_json::from_slice::<Value>(buf)
-            && let Some(usage) = body.get("usage").and_then(|u| parse(self.api, u))
+            && let Ok(UsageOnly { usage: Some(raw) }) = serde_json::from_slice(buf.bytes())
+            && let Ok(usage) = serde_json::from_str::<Value>(raw.get())
+            && let Some(usage) = parse(self.api, &usage)
         {
             self.usage.set(usage);
         }
