@@ -26,6 +26,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod inspect;
+pub mod log_writer;
 pub mod metrics;
 pub mod mock;
 pub mod pool;

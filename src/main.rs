@@ -17,14 +17,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Log lines are written by a background thread: a write to a slow terminal or pipe must
-    // not stall the request path. Not lossy: under a flood the writer applies back-pressure
-    // rather than silently dropping lines. The thread writes every line waiting in its queue
-    // and then flushes, so a buffer turns a burst of lines into one write instead of one
-    // each (stderr itself is unbuffered); no line waits for a later one.
-    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
+    // Log lines are written in batches by a background thread (see `log_writer`).
+    let (writer, _log_guard) = match keyrelay::log_writer::LogWriter::spawn(std::io::stderr()) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("keyrelay: cannot start the log thread: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info"));
     // Colour codes only for a terminal: in files and collectors they are noise and cost.
