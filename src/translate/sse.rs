@@ -102,7 +102,7 @@ impl SseParser {
                 self.skip_lf = false;
             }
         }
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(pos) = memchr::memchr2(b'\n', b'\r', rest) {
             let Some((line_part, after)) = rest.split_at_checked(pos) else {
                 break; // unreachable: `pos` is an index of `rest`
             };
@@ -188,7 +188,7 @@ impl SseParser {
         if first == b':' {
             return Ok(());
         }
-        let (field, value) = match line.iter().position(|&b| b == b':') {
+        let (field, value) = match memchr::memchr(b':', line) {
             Some(colon) => match line.split_at_checked(colon) {
                 Some((field, after)) => {
                     let value = after.get(1..).unwrap_or_default();

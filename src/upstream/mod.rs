@@ -60,16 +60,16 @@ pub async fn passthrough_response(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let tapped = UsageTap::new(incoming, format, is_stream, usage.clone());
     let in_band = is_stream.then_some(format);
     let body = if is_stream && strip_usage {
-        let stripped = UsageStrip::new(tapped);
+        let stripped = UsageStrip::new(incoming, usage.clone());
         Body::new(ClientBody::new(
             IdleTimeout::new(stripped, ctx.idle_timeout),
             in_band,
             ctx.stats.clone(),
         ))
     } else {
+        let tapped = UsageTap::new(incoming, format, is_stream, usage.clone());
         Body::new(ClientBody::new(
             IdleTimeout::new(tapped, ctx.idle_timeout),
             in_band,

@@ -223,32 +223,44 @@ where
 }
 
 /// For an OpenAI stream whose client did not ask for usage but keyrelay did (to account
-/// for tokens): drops the extra usage chunk and the `"usage": null` members the upstream
-/// then adds to every chunk, so the client sees the stream it asked for. Frames are
-/// re-emitted as `data: …` events; nothing else changes.
+/// for tokens): records the usage chunk's counts, then drops that chunk and the
+/// `"usage": null` members the upstream adds to every chunk, so the client sees the stream
+/// it asked for. Frames are re-emitted as `data: …` events; nothing else changes. (It reads
+/// the usage itself, so the stream is parsed once, not also by a `UsageTap`.)
 pub struct UsageStrip<B> {
     inner: B,
     parser: SseParser,
     events: Vec<SseEvent>,
+    usage: Arc<UsageCell>,
 }
 
 impl<B> UsageStrip<B> {
-    pub fn new(inner: B) -> Self {
+    pub fn new(inner: B, usage: Arc<UsageCell>) -> Self {
         UsageStrip {
             inner,
             parser: SseParser::new(),
             events: Vec::new(),
+            usage,
         }
     }
 }
 
-/// The event as the client should see it, or `None` for the usage-only chunk.
-fn without_usage(data: &str) -> Option<String> {
+/// Appends the event as the client should see it to `out`; the usage-only chunk is
+/// dropped, and its counts returned.
+fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
+    let mut emit = |data: &[u8], tail: &[u8]| {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(data);
+        out.extend_from_slice(tail);
+        out.extend_from_slice(b"\n\n");
+    };
     if !data.contains("\"usage\"") {
-        return Some(data.to_owned());
+        emit(data.as_bytes(), b"");
+        return None;
     }
     if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
-        return Some(format!("{stripped}}}"));
+        emit(stripped.as_bytes(), b"}");
+        return None;
     }
     match serde_json::from_str::<Value>(data) {
         Ok(Value::Object(mut chunk)) => {
@@ -258,12 +270,16 @@ fn without_usage(data: &str) -> Option<String> {
                 .is_some_and(Vec::is_empty)
                 && chunk.get("usage").is_some_and(|u| !u.is_null());
             if is_usage_chunk {
-                return None;
+                return chunk.get("usage").and_then(TokenUsage::from_openai);
             }
             chunk.remove("usage");
-            Some(Value::Object(chunk).to_string())
+            emit(Value::Object(chunk).to_string().as_bytes(), b"");
+            None
         }
-        _ => Some(data.to_owned()),
+        _ => {
+            emit(data.as_bytes(), b"");
+            None
+        }
     }
 }
 
@@ -291,12 +307,10 @@ where
             if this.parser.push(data, &mut this.events).is_err() {
                 return Poll::Ready(Some(Ok(frame)));
             }
-            let mut out = BytesMut::new();
+            let mut out = BytesMut::with_capacity(data.len());
             for event in this.events.drain(..) {
-                if let Some(data) = without_usage(&event.data) {
-                    out.extend_from_slice(b"data: ");
-                    out.extend_from_slice(data.as_bytes());
-                    out.extend_from_slice(b"\n\n");
+                if let Some(counts) = strip_usage_into(&event.data, &mut out) {
+                    this.usage.set(counts);
                 }
             }
             if !out.is_empty() {
@@ -371,21 +385,44 @@ mod tests {
         );
     }
 
+    /// The event as the client sees it (`None` when dropped), and the usage read from it.
+    fn strip(data: &str) -> (Option<String>, Option<TokenUsage>) {
+        let mut out = BytesMut::new();
+        let usage = strip_usage_into(data, &mut out);
+        let text = String::from_utf8(out.to_vec()).expect("utf-8");
+        let event = (!text.is_empty()).then(|| {
+            text.strip_prefix("data: ")
+                .and_then(|t| t.strip_suffix("\n\n"))
+                .expect("one data event")
+                .to_owned()
+        });
+        (event, usage)
+    }
+
     #[test]
     fn strip_removes_what_the_client_did_not_ask_for() {
         assert_eq!(
-            without_usage(r#"{"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null}"#)
-                .as_deref(),
-            Some(r#"{"id":"c","choices":[{"delta":{"content":"a"}}]}"#)
+            strip(r#"{"id":"c","choices":[{"delta":{"content":"a"}}],"usage":null}"#),
+            (
+                Some(r#"{"id":"c","choices":[{"delta":{"content":"a"}}]}"#.into()),
+                None
+            )
         );
         assert_eq!(
-            without_usage(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1}}"#),
-            None
+            strip(r#"{"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
+            (
+                None,
+                Some(TokenUsage {
+                    prompt: 1,
+                    completion: 2,
+                    cached: 0
+                })
+            )
         );
-        assert_eq!(without_usage("[DONE]").as_deref(), Some("[DONE]"));
+        assert_eq!(strip("[DONE]"), (Some("[DONE]".into()), None));
         assert_eq!(
-            without_usage(r#"{"usage": null, "choices": [{"index": 0}]}"#).as_deref(),
-            Some(r#"{"choices":[{"index":0}]}"#)
+            strip(r#"{"usage": null, "choices": [{"index": 0}]}"#),
+            (Some(r#"{"choices":[{"index":0}]}"#.into()), None)
         );
     }
 
