@@ -113,9 +113,9 @@ impl RequestTrace {
         Response::from_parts(parts, Body::new(TracedBody { body, trace: self }))
     }
 
-    fn attempts_text(&self) -> String {
-        let parts: Vec<String> = self.attempts.iter().map(ToString::to_string).collect();
-        parts.join(",")
+    /// The attempts as the log shows them (`key:outcome:status,…`), formatted in place.
+    fn attempts_text(&self) -> Attempts<'_> {
+        Attempts(&self.attempts)
     }
 
     /// Logs the request's line and records its metrics, once.
@@ -195,6 +195,20 @@ impl RequestTrace {
     }
 }
 
+pub(crate) struct Attempts<'a>(&'a [AttemptRecord]);
+
+impl std::fmt::Display for Attempts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, attempt) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            attempt.fmt(f)?;
+        }
+        Ok(())
+    }
+}
+
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
@@ -237,5 +251,30 @@ impl http_body::Body for TracedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_are_listed_in_order_with_commas() {
+        let record = |key, outcome, status| AttemptRecord {
+            key,
+            outcome,
+            status,
+            elapsed: Duration::ZERO,
+        };
+        let attempts = [
+            record("k1", "rate_limited", Some(429)),
+            record("k2", "timeout", None),
+            record("k3", "success", Some(200)),
+        ];
+        assert_eq!(
+            Attempts(&attempts).to_string(),
+            "k1:rate_limited:429,k2:timeout,k3:success:200"
+        );
+        assert_eq!(Attempts(&[]).to_string(), "");
     }
 }
