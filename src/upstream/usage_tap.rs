@@ -70,6 +70,15 @@ impl JsonBody {
     }
 }
 
+/// The members that make an OpenAI stream chunk the usage chunk.
+#[derive(serde::Deserialize)]
+struct UsageChunk<'a> {
+    #[serde(borrow)]
+    choices: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a serde_json::value::RawValue>,
+}
+
 /// The one member of a JSON answer the tap reads; the rest is scanned, not built.
 #[derive(serde::Deserialize)]
 struct UsageOnly<'a> {
@@ -261,6 +270,18 @@ fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
     if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
         emit(stripped.as_bytes(), b"}");
         return None;
+    }
+    // The usage chunk (`"choices": []` and the counts) is read without building the rest.
+    if let Ok(UsageChunk {
+        choices: Some(choices),
+        usage: Some(usage),
+    }) = serde_json::from_str(data)
+        && choices.get() == "[]"
+        && usage.get() != "null"
+    {
+        return serde_json::from_str::<Value>(usage.get())
+            .ok()
+            .and_then(|u| TokenUsage::from_openai(&u));
     }
     match serde_json::from_str::<Value>(data) {
         Ok(Value::Object(mut chunk)) => {
