@@ -458,6 +458,8 @@ def fmt(value, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "n":
         return f"{value:,.0f}"
+    if unit == "n2":
+        return f"{value:,.2f}"
     return f"{value}"
 
 
@@ -834,7 +836,52 @@ def suite(procs: Procs) -> list[Row]:
         rows.append(Row(sec, "… upstream 429s absorbed", "n", kr=limited(a, b)))
         rows.append(Row(sec, f"… client-visible errors ({run.failed:,} of {run.total:,})",
                         "%", kr=frac, target="0", met=run.failed == 0))
+
+    # 7. System calls: counts do not drift with the machine's load, so they show where a
+    # proxy's kernel time goes (every write to loopback also wakes the reader).
+    if shutil.which("strace"):
+        log("7. system calls per request (strace -f -c)")
+        sec = "7 system calls per request, 16 conns"
+        ng_pids = [nginx.proc.pid, *children(nginx.proc.pid)]
+        for label, targets in (("non-streaming", plain), ("8-chunk stream", stream)):
+            counts = {t.name: syscall_counts(procs, t, pids, n=3000)
+                      for t, pids in ((targets[1], ng_pids), (targets[2], kp))}
+            n, k = counts["nginx"], counts["keyrelay"]
+            rows.append(Row(sec, f"{label}: all", "n2", None, n["all"], k["all"]))
+            rows.append(Row(sec, f"… writes (write, writev, send*)", "n2", None, n["write"],
+                            k["write"]))
+            rows.append(Row(sec, f"… reads (read, recv*)", "n2", None, n["read"], k["read"]))
+            rows.append(Row(sec, f"… wake-ups and waits (futex, epoll_wait)", "n2", None,
+                            n["wait"], k["wait"]))
     return rows
+
+
+def syscall_counts(procs: Procs, target: Target, pids: list[int], n: int) -> dict[str, float]:
+    """System calls per request of the processes `pids` while oha sends `n` requests."""
+    out = procs.tmp / f"strace-{target.name}.txt"
+    argv = ["strace", "-f", "-c", "-o", str(out)]
+    for pid in pids:
+        argv += ["-p", str(pid)]
+    tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached to every thread
+    try:
+        oha(target, c=16, n=n)
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=60)
+    calls: dict[str, int] = {}
+    for line in out.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[3].isdigit():
+            calls[parts[-1]] = int(parts[3])
+    group = {
+        "write": ("write", "writev", "sendto", "sendmsg", "sendfile"),
+        "read": ("read", "readv", "recvfrom", "recvmsg"),
+        "wait": ("futex", "epoll_wait", "epoll_pwait", "sched_yield"),
+    }
+    per = {name: sum(calls.get(c, 0) for c in cs) / n for name, cs in group.items()}
+    per["all"] = sum(v for k, v in calls.items() if k != "total") / n
+    return per
 
 
 MARK_BEGIN = "<!-- bench:begin (written by scripts/bench.sh) -->"

@@ -37,6 +37,12 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 
+# strace counts the system calls per request (scenario 7); that scenario is skipped without it.
+if ! command -v strace >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "bench: installing strace (apt-get)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null || true
+fi
+
 # 1,000 client connections plus 1,000 upstream ones per proxy.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
