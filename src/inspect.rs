@@ -342,6 +342,181 @@ mod tests {
         assert_eq!(req.model, "gpt-4o");
     }
 
+    /// A body whose object holds `x` nested `depth - 1` levels deep (alternating arrays and
+    /// objects), so the whole body is `depth` levels deep counting its own object.
+    fn nested_body(depth: usize) -> String {
+        let inner = depth - 1;
+        let (mut open, mut close) = (String::new(), String::new());
+        for level in 0..inner {
+            if level % 2 == 0 {
+                open.push('[');
+                close.insert(0, ']');
+            } else {
+                open.push_str(r#"{"k":"#);
+                close.insert(0, '}');
+            }
+        }
+        format!(r#"{{"model":"m","messages":[],"x":{open}1{close}}}"#)
+    }
+
+    #[test]
+    fn depth_limit_is_serde_jsons_128() {
+        // serde_json's recursion limit counts the body's own object: 127 levels in all pass,
+        // 128 do not. The message names the limit and where it was hit.
+        assert!(ChatRequest::parse(nested_body(127).as_bytes()).is_ok());
+        for depth in [128, 129] {
+            let e = err(&nested_body(depth));
+            assert!(
+                e.message
+                    .contains("recursion limit exceeded at line 1 column"),
+                "{depth}: {e:?}"
+            );
+        }
+        let arrays = |n: usize| {
+            format!(
+                r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(ChatRequest::parse(arrays(126).as_bytes()).is_ok());
+        assert_eq!(
+            err(&arrays(127)).message,
+            "We could not parse the JSON body of your request: recursion limit exceeded at line 1 column 158"
+        );
+        // The values keyrelay keeps as raw text (`messages`, `stream_options`...) are walked
+        // without a depth count, as serde_json walks a `RawValue`.
+        let deep_messages = format!(
+            r#"{{"model":"m","messages":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        assert!(ChatRequest::parse(deep_messages.as_bytes()).is_ok());
+        let deep_options = format!(
+            r#"{{"model":"m","messages":[],"stream_options":{}{{"include_usage":true}}{}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let req = ChatRequest::parse(deep_options.as_bytes()).expect("valid");
+        assert!(!req.include_usage);
+    }
+
+    /// Exact messages for the ways a body can be malformed; each names the problem and its
+    /// place as serde_json words it.
+    #[test]
+    fn syntax_errors_are_worded_as_serde_json_words_them() {
+        let prefix = "We could not parse the JSON body of your request: ";
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"model": "m", "messages": [}"#,
+                "expected value at line 1 column 29",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\udc00"}"#,
+                "lone leading surrogate in hex escape at line 1 column 38",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":1e400}"#,
+                "number out of range at line 1 column 36",
+            ),
+            (
+                "\u{a0}{\"model\":\"m\",\"messages\":[]}",
+                "expected value at line 1 column 1",
+            ),
+            (
+                "{\"model\":\"m\",\"messages\":[],\"x\":\"a\u{1}\"}",
+                "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 34",
+            ),
+            (
+                "{\"model\":\"m\",\"messages\":[\"a\u{1}\"]}",
+                "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 27",
+            ),
+            (
+                r#"{"model":"a","model":"b","messages":[]}"#,
+                "duplicate field `model` at line 1 column 20",
+            ),
+            (
+                r#"{"model":"a","messages":[],"model"}"#,
+                "duplicate field `model` at line 1 column 35",
+            ),
+            (
+                r#"{"model":"a","messages":[],"x":[1,]}"#,
+                "trailing comma at line 1 column 35",
+            ),
+            (
+                r#"{"model":"a","messages":[1,]}"#,
+                "expected value at line 1 column 28",
+            ),
+            (
+                "{\"model\":\"m\",\n\"messages\":[]} x",
+                "trailing characters at line 2 column 16",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":{"a":1,}}"#,
+                "trailing comma at line 1 column 39",
+            ),
+            (
+                r#"{"model":"m","messages":[{"a":1,}]}"#,
+                "key must be a string at line 1 column 33",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":tru}"#,
+                "expected ident at line 1 column 35",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":01}"#,
+                "invalid number at line 1 column 33",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\x"}"#,
+                "invalid escape at line 1 column 34",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\ud800"}"#,
+                "unexpected end of hex escape at line 1 column 39",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":[1 2]}"#,
+                "expected `,` or `]` at line 1 column 35",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x" 1}"#,
+                "expected `:` at line 1 column 32",
+            ),
+            (
+                r#"{"model":"m","messages":["#,
+                "EOF while parsing a list at line 1 column 25",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(body, expected)| err(body).message != format!("{prefix}{expected}"))
+            .map(|(body, _)| format!("{body}: {}", err(body).message))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn values_kept_raw_are_checked_as_serde_json_checks_a_raw_value() {
+        // `messages` is only walked: lone surrogates and huge numbers pass there, while a
+        // field keyrelay does not read is decoded value by value and rejects both.
+        for body in [
+            r#"{"model":"m","messages":["\udc00"]}"#,
+            r#"{"model":"m","messages":[1e400]}"#,
+            r#"{"model":"m","messages":[],"stream_options":{"x":"\ud800"}}"#,
+        ] {
+            assert!(ChatRequest::parse(body.as_bytes()).is_ok(), "{body}");
+        }
+        // Keys are decoded: an escaped `model` is `model`.
+        let req = ChatRequest::parse(br#"{"mod\u0065l":"a","messages":[]}"#).expect("valid");
+        assert_eq!(req.model, "a");
+        assert!(
+            err(r#"{"model":"a","mod\u0065l":"b","messages":[]}"#)
+                .message
+                .contains("duplicate field `model`")
+        );
+    }
+
     #[test]
     fn bad_bodies_name_the_problem() {
         assert!(err("").message.contains("empty"));
