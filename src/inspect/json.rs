@@ -824,31 +824,42 @@ fn overflows_u64(significand: u64, digit: u64) -> bool {
 }
 
 /// A stack of booleans, 64 to a word: the containers of a raw value, which may nest as deep
-/// as the body is long.
+/// as the body is long. The first 64 live inline, so ordinary bodies never allocate.
 #[derive(Default)]
 struct BitStack {
-    words: Vec<u64>,
+    first: u64,
+    more: Vec<u64>,
     len: usize,
 }
 
 impl BitStack {
     fn clear(&mut self) {
-        self.words.clear();
+        self.more.clear();
         self.len = 0;
     }
 
     fn push(&mut self, bit: bool) {
         let (word, shift) = (self.len / 64, self.len % 64);
-        if word == self.words.len() {
-            self.words.push(0);
-        }
-        self.words[word] = (self.words[word] & !(1 << shift)) | (u64::from(bit) << shift);
+        let slot = match word {
+            0 => &mut self.first,
+            _ => {
+                if word > self.more.len() {
+                    self.more.push(0);
+                }
+                &mut self.more[word - 1]
+            }
+        };
+        *slot = (*slot & !(1 << shift)) | (u64::from(bit) << shift);
         self.len += 1;
     }
 
     fn pop(&mut self) -> Option<bool> {
         self.len = self.len.checked_sub(1)?;
-        Some(self.words[self.len / 64] & (1 << (self.len % 64)) != 0)
+        let word = match self.len / 64 {
+            0 => self.first,
+            n => self.more[n - 1],
+        };
+        Some(word & (1 << (self.len % 64)) != 0)
     }
 }
 
@@ -1029,13 +1040,25 @@ mod tests {
     #[test]
     fn bit_stack_keeps_order_across_words() {
         let mut stack = BitStack::default();
-        let bits: Vec<bool> = (0..200).map(|n| n % 3 == 0 || n % 7 == 0).collect();
-        for &bit in &bits {
-            stack.push(bit);
+        let bits: Vec<bool> = (0..300).map(|n| n % 3 == 0 || n % 7 == 0).collect();
+        for round in 0..2 {
+            // Pushed past two word boundaries, popped back below one, pushed again.
+            for &bit in &bits {
+                stack.push(bit);
+            }
+            for &bit in bits[100..].iter().rev() {
+                assert_eq!(stack.pop(), Some(bit), "round {round}");
+            }
+            for &bit in &bits[100..] {
+                stack.push(!bit);
+            }
+            for &bit in bits[100..].iter().rev() {
+                assert_eq!(stack.pop(), Some(!bit), "round {round}");
+            }
+            for &bit in bits[..100].iter().rev() {
+                assert_eq!(stack.pop(), Some(bit), "round {round}");
+            }
+            assert_eq!(stack.pop(), None);
         }
-        for &bit in bits.iter().rev() {
-            assert_eq!(stack.pop(), Some(bit));
-        }
-        assert_eq!(stack.pop(), None);
     }
 }
