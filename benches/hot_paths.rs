@@ -107,6 +107,13 @@ fn inspection(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("parse", name), &body, |b, body| {
             b.iter(|| black_box(ChatRequest::parse(black_box(body))))
         });
+        // The serde_json walk `parse` replaced (kept for the differential tests): the
+        // before/after comparison within one run.
+        g.bench_with_input(
+            BenchmarkId::new("parse_serde_json", name),
+            &body,
+            |b, body| b.iter(|| black_box(ChatRequest::parse_reference(black_box(body)))),
+        );
         // Baselines: the same bytes copied once, into a fresh allocation (what receiving the
         // body into a buffer costs) and into a buffer that already exists (memcpy alone).
         g.bench_with_input(BenchmarkId::new("copy_alloc", name), &body, |b, body| {
@@ -119,10 +126,16 @@ fn inspection(c: &mut Criterion) {
                 black_box(&dst);
             })
         });
-        // The validation every parse starts with, alone.
+        // The validation every parse starts with, alone: std's (which the serde_json walk
+        // used) and the SIMD one `parse` uses.
         g.bench_with_input(BenchmarkId::new("utf8_check", name), &body, |b, body| {
             b.iter(|| black_box(std::str::from_utf8(black_box(body)).is_ok()))
         });
+        g.bench_with_input(
+            BenchmarkId::new("utf8_check_simd", name),
+            &body,
+            |b, body| b.iter(|| black_box(simdutf8::basic::from_utf8(black_box(body)).is_ok())),
+        );
     }
     g.finish();
 }

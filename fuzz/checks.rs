@@ -18,10 +18,14 @@
 //! - `sse_parser`: a control byte, up to 7 cut bytes, then the payload. Control bits 0..=2 =
 //!   how many cut bytes follow (each one places a chunk boundary at `len * b / 255`), bit 3 =
 //!   use a small event size limit of `8 * (bits 4..=7 + 1)` bytes instead of the default.
+//! - `inspect`: a control byte, then the payload. Control bits 0..=2 = where the payload goes
+//!   in a chat body (see `inspect_body`; `'0'` and `'7'` = the payload is the whole body), so
+//!   the fuzzer works on each kind of value without having to build the object around it.
 #![allow(dead_code)]
 
 use bytes::BytesMut;
 use keyrelay::config::parse_keys;
+use keyrelay::inspect::ChatRequest;
 use keyrelay::translate::reverse::{
     OpenAiToAnthropic, anthropic_to_openai_request, openai_to_anthropic_response,
 };
@@ -34,12 +38,13 @@ use serde_json::{Map, Value};
 pub type Check = fn(&[u8]);
 
 /// Every target by name, for the regression replay.
-pub const TARGETS: [(&str, Check); 5] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("llm_keys", llm_keys),
     ("openai_to_anthropic_request", openai_to_anthropic_request),
     ("anthropic_to_openai", anthropic_to_openai),
     ("reverse", reverse),
     ("sse_parser", sse_parser),
+    ("inspect", inspect),
 ];
 
 /// Key values shorter than this are not checked: short strings occur in message text by
@@ -452,4 +457,43 @@ fn parse_chunks<'a>(parser: &mut SseParser, chunks: impl IntoIterator<Item = &'a
     );
     assert!(!parser.has_partial(), "finish did not reset the parser");
     (events, error, partial)
+}
+
+// --- inspect -----------------------------------------------------------------------------
+
+/// `ChatRequest::parse` (the hand-written walk) and `ChatRequest::parse_reference` (the
+/// serde_json walk it replaced) agree on every body: the same acceptance, the same model,
+/// stream, include_usage and byte spans, and the same error message and param.
+pub fn inspect(data: &[u8]) {
+    let Some((&control, payload)) = data.split_first() else {
+        return;
+    };
+    let body = inspect_body(control, payload);
+    let fast = ChatRequest::parse(&body);
+    let reference = ChatRequest::parse_reference(&body);
+    assert_eq!(
+        fast,
+        reference,
+        "parse and parse_reference disagree on {:?}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+/// The payload placed in a chat body by control bits 0..=2: as the value of a member
+/// keyrelay does not read (walked with serde_json's depth and number rules), as `messages`
+/// or `stream_options` (walked as raw values), inside a string of each kind, or as a key.
+pub fn inspect_body(control: u8, payload: &[u8]) -> Vec<u8> {
+    let (before, after): (&[u8], &[u8]) = match control & 7 {
+        1 => (br#"{"model":"m","messages":[],"x":"#, b"}"),
+        2 => (br#"{"model":"m","messages":"#, b"}"),
+        3 => (
+            br#"{"model":"m","messages":[{"role":"user","content":""#,
+            br#""}]}"#,
+        ),
+        4 => (br#"{"model":"m","messages":[],"x":""#, br#""}"#),
+        5 => (br#"{""#, br#"":1,"model":"m","messages":[]}"#),
+        6 => (br#"{"model":"m","stream_options":"#, br#","messages":[]}"#),
+        _ => (b"", b""),
+    };
+    [before, payload, after].concat()
 }

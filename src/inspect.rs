@@ -3,17 +3,19 @@
 //!
 //! Every other field is walked without being kept, so malformed JSON, invalid UTF-8,
 //! duplicate keys and nesting deeper than serde_json's limit of 128 levels are all rejected
-//! here, before any key is touched.
+//! here, before any key is touched. The walk is hand-written (`json`): one pass over the
+//! bytes after a SIMD UTF-8 check, accepting and wording errors exactly as the serde_json
+//! walk it replaced (`reference`), which the differential tests hold it to.
 
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+
+mod json;
+mod reference;
 
 /// What the proxy needs to know about a chat request.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
@@ -34,121 +36,10 @@ pub struct InvalidRequest {
     pub param: Option<&'static str>,
 }
 
-/// The three fields inspection needs, borrowed from the body.
-struct Probe<'a> {
-    model: Option<&'a RawValue>,
-    stream: Option<&'a RawValue>,
-    messages: Option<&'a RawValue>,
-    stream_options: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-#[serde(field_identifier, rename_all = "lowercase")]
-enum Field {
-    Model,
-    Stream,
-    Messages,
-    #[serde(rename = "stream_options")]
-    StreamOptions,
-    #[serde(other)]
-    Other,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Probe<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_map(ProbeVisitor(std::marker::PhantomData))
-    }
-}
-
-struct ProbeVisitor<'a>(std::marker::PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> Visitor<'de> for ProbeVisitor<'a> {
-    type Value = Probe<'a>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Probe<'a>, M::Error> {
-        let mut probe = Probe {
-            model: None,
-            stream: None,
-            messages: None,
-            stream_options: None,
-        };
-        while let Some(field) = map.next_key::<Field>()? {
-            let (slot, name) = match field {
-                Field::Model => (&mut probe.model, "model"),
-                Field::Stream => (&mut probe.stream, "stream"),
-                Field::Messages => (&mut probe.messages, "messages"),
-                Field::StreamOptions => (&mut probe.stream_options, "stream_options"),
-                Field::Other => {
-                    map.next_value::<Skip>()?;
-                    continue;
-                }
-            };
-            if slot.is_some() {
-                return Err(de::Error::duplicate_field(name));
-            }
-            *slot = Some(map.next_value::<&RawValue>()?);
-        }
-        Ok(probe)
-    }
-}
-
-/// Any JSON value, walked and dropped. Unlike `serde::de::IgnoredAny`, which serde_json skips
-/// without counting depth, this goes through `deserialize_any`, so serde_json's recursion
-/// limit bounds how deeply a client may nest a field keyrelay never reads.
-struct Skip;
-
-impl<'de> Deserialize<'de> for Skip {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(SkipVisitor)
-    }
-}
-
-struct SkipVisitor;
-
-impl<'de> Visitor<'de> for SkipVisitor {
-    type Value = Skip;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_unit<E>(self) -> Result<Skip, E> {
-        Ok(Skip)
-    }
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Skip, S::Error> {
-        while seq.next_element::<Skip>()?.is_some() {}
-        Ok(Skip)
-    }
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Skip, M::Error> {
-        while map.next_key::<de::IgnoredAny>()?.is_some() {
-            map.next_value::<Skip>()?;
-        }
-        Ok(Skip)
-    }
-}
-
 impl ChatRequest {
     pub fn parse(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
         let invalid = |message: String, param| Err(InvalidRequest { message, param });
-        let Ok(text) = std::str::from_utf8(body) else {
+        let Ok(text) = simdutf8::basic::from_utf8(body) else {
             return invalid("The request body is not valid UTF-8.".into(), None);
         };
         match text.trim_start().as_bytes().first() {
@@ -161,19 +52,22 @@ impl ChatRequest {
             }
             Some(_) => return invalid("The request body must be a JSON object.".into(), None),
         }
-        let probe: Probe = match serde_json::from_str(text) {
-            Ok(p) => p,
+        let members = match json::members(body) {
+            Ok(m) => m,
             Err(e) => {
                 return invalid(
-                    format!("We could not parse the JSON body of your request: {e}"),
+                    format!(
+                        "We could not parse the JSON body of your request: {}",
+                        e.message(body)
+                    ),
                     None,
                 );
             }
         };
-        let Some(model_raw) = probe.model else {
+        let Some(model_span) = members.model else {
             return invalid("Missing required parameter: 'model'.".into(), Some("model"));
         };
-        let Ok(model) = serde_json::from_str::<String>(model_raw.get()) else {
+        let Ok(model) = serde_json::from_str::<String>(&text[model_span.clone()]) else {
             return invalid(
                 "Invalid type for 'model': expected a string.".into(),
                 Some("model"),
@@ -182,7 +76,7 @@ impl ChatRequest {
         if model.is_empty() {
             return invalid("Invalid 'model': empty string.".into(), Some("model"));
         }
-        match probe.messages.map(|m| m.get().as_bytes()[0]) {
+        match members.messages.map(|m| body[m.start]) {
             None => {
                 return invalid(
                     "Missing required parameter: 'messages'.".into(),
@@ -197,7 +91,7 @@ impl ChatRequest {
                 );
             }
         }
-        let stream = match probe.stream.map(RawValue::get) {
+        let stream = match members.stream.map(|s| &text[s]) {
             None | Some("null") | Some("false") => false,
             Some("true") => true,
             Some(_) => {
@@ -207,23 +101,26 @@ impl ChatRequest {
                 );
             }
         };
-        let include_usage = probe
+        // serde_json on this one value, as before: its depth and number rules decide.
+        let include_usage = members
             .stream_options
-            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .as_ref()
+            .and_then(|s| serde_json::from_str::<serde_json::Value>(&text[s.clone()]).ok())
             .is_some_and(|o| o.get("include_usage") == Some(&serde_json::Value::Bool(true)));
-        // A raw value borrows from `text`, so its address locates it in the body.
-        let span = |raw: &RawValue| {
-            let start = raw.get().as_ptr() as usize - text.as_ptr() as usize;
-            start..start + raw.get().len()
-        };
         Ok(ChatRequest {
             model,
             stream,
             include_usage,
-            model_span: span(model_raw),
-            stream_options_span: probe.stream_options.map(span),
+            model_span,
+            stream_options_span: members.stream_options,
             object_start: text.len() - text.trim_start().len() + 1,
         })
+    }
+
+    /// The serde_json-based `parse` this one replaced, for the differential tests only.
+    #[doc(hidden)]
+    pub fn parse_reference(body: &[u8]) -> Result<ChatRequest, InvalidRequest> {
+        reference::parse(body)
     }
 
     /// The body with `model` replaced by `new_model`, everything else byte-for-byte.
@@ -340,6 +237,181 @@ mod tests {
     fn escaped_model_names_are_decoded() {
         let req = ChatRequest::parse(br#"{"model":"gpt\u002d4o","messages":[]}"#).expect("valid");
         assert_eq!(req.model, "gpt-4o");
+    }
+
+    /// A body whose object holds `x` nested `depth - 1` levels deep (alternating arrays and
+    /// objects), so the whole body is `depth` levels deep counting its own object.
+    fn nested_body(depth: usize) -> String {
+        let inner = depth - 1;
+        let (mut open, mut close) = (String::new(), String::new());
+        for level in 0..inner {
+            if level % 2 == 0 {
+                open.push('[');
+                close.insert(0, ']');
+            } else {
+                open.push_str(r#"{"k":"#);
+                close.insert(0, '}');
+            }
+        }
+        format!(r#"{{"model":"m","messages":[],"x":{open}1{close}}}"#)
+    }
+
+    #[test]
+    fn depth_limit_is_serde_jsons_128() {
+        // serde_json's recursion limit counts the body's own object: 127 levels in all pass,
+        // 128 do not. The message names the limit and where it was hit.
+        assert!(ChatRequest::parse(nested_body(127).as_bytes()).is_ok());
+        for depth in [128, 129] {
+            let e = err(&nested_body(depth));
+            assert!(
+                e.message
+                    .contains("recursion limit exceeded at line 1 column"),
+                "{depth}: {e:?}"
+            );
+        }
+        let arrays = |n: usize| {
+            format!(
+                r#"{{"model":"m","messages":[],"x":{}{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert!(ChatRequest::parse(arrays(126).as_bytes()).is_ok());
+        assert_eq!(
+            err(&arrays(127)).message,
+            "We could not parse the JSON body of your request: recursion limit exceeded at line 1 column 158"
+        );
+        // The values keyrelay keeps as raw text (`messages`, `stream_options`...) are walked
+        // without a depth count, as serde_json walks a `RawValue`.
+        let deep_messages = format!(
+            r#"{{"model":"m","messages":{}{}}}"#,
+            "[".repeat(1000),
+            "]".repeat(1000)
+        );
+        assert!(ChatRequest::parse(deep_messages.as_bytes()).is_ok());
+        let deep_options = format!(
+            r#"{{"model":"m","messages":[],"stream_options":{}{{"include_usage":true}}{}}}"#,
+            "[".repeat(300),
+            "]".repeat(300)
+        );
+        let req = ChatRequest::parse(deep_options.as_bytes()).expect("valid");
+        assert!(!req.include_usage);
+    }
+
+    /// Exact messages for the ways a body can be malformed; each names the problem and its
+    /// place as serde_json words it.
+    #[test]
+    fn syntax_errors_are_worded_as_serde_json_words_them() {
+        let prefix = "We could not parse the JSON body of your request: ";
+        let cases: &[(&str, &str)] = &[
+            (
+                r#"{"model": "m", "messages": [}"#,
+                "expected value at line 1 column 29",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\udc00"}"#,
+                "lone leading surrogate in hex escape at line 1 column 38",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":1e400}"#,
+                "number out of range at line 1 column 36",
+            ),
+            (
+                "\u{a0}{\"model\":\"m\",\"messages\":[]}",
+                "expected value at line 1 column 1",
+            ),
+            (
+                "{\"model\":\"m\",\"messages\":[],\"x\":\"a\u{1}\"}",
+                "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 34",
+            ),
+            (
+                "{\"model\":\"m\",\"messages\":[\"a\u{1}\"]}",
+                "control character (\\u0000-\\u001F) found while parsing a string at line 1 column 27",
+            ),
+            (
+                r#"{"model":"a","model":"b","messages":[]}"#,
+                "duplicate field `model` at line 1 column 20",
+            ),
+            (
+                r#"{"model":"a","messages":[],"model"}"#,
+                "duplicate field `model` at line 1 column 35",
+            ),
+            (
+                r#"{"model":"a","messages":[],"x":[1,]}"#,
+                "trailing comma at line 1 column 35",
+            ),
+            (
+                r#"{"model":"a","messages":[1,]}"#,
+                "expected value at line 1 column 28",
+            ),
+            (
+                "{\"model\":\"m\",\n\"messages\":[]} x",
+                "trailing characters at line 2 column 16",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":{"a":1,}}"#,
+                "trailing comma at line 1 column 39",
+            ),
+            (
+                r#"{"model":"m","messages":[{"a":1,}]}"#,
+                "key must be a string at line 1 column 33",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":tru}"#,
+                "expected ident at line 1 column 35",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":01}"#,
+                "invalid number at line 1 column 33",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\x"}"#,
+                "invalid escape at line 1 column 34",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":"\ud800"}"#,
+                "unexpected end of hex escape at line 1 column 39",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x":[1 2]}"#,
+                "expected `,` or `]` at line 1 column 35",
+            ),
+            (
+                r#"{"model":"m","messages":[],"x" 1}"#,
+                "expected `:` at line 1 column 32",
+            ),
+            (
+                r#"{"model":"m","messages":["#,
+                "EOF while parsing a list at line 1 column 25",
+            ),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter(|(body, expected)| err(body).message != format!("{prefix}{expected}"))
+            .map(|(body, _)| format!("{body}: {}", err(body).message))
+            .collect();
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
+    #[test]
+    fn values_kept_raw_are_checked_as_serde_json_checks_a_raw_value() {
+        // `messages` is only walked: lone surrogates and huge numbers pass there, while a
+        // field keyrelay does not read is decoded value by value and rejects both.
+        for body in [
+            r#"{"model":"m","messages":["\udc00"]}"#,
+            r#"{"model":"m","messages":[1e400]}"#,
+            r#"{"model":"m","messages":[],"stream_options":{"x":"\ud800"}}"#,
+        ] {
+            assert!(ChatRequest::parse(body.as_bytes()).is_ok(), "{body}");
+        }
+        // Keys are decoded: an escaped `model` is `model`.
+        let req = ChatRequest::parse(br#"{"mod\u0065l":"a","messages":[]}"#).expect("valid");
+        assert_eq!(req.model, "a");
+        assert!(
+            err(r#"{"model":"a","mod\u0065l":"b","messages":[]}"#)
+                .message
+                .contains("duplicate field `model`")
+        );
     }
 
     #[test]

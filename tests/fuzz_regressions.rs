@@ -112,4 +112,5 @@ target_tests!(
     anthropic_to_openai,
     reverse,
     sse_parser,
+    inspect,
 );
