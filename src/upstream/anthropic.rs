@@ -2,12 +2,12 @@
 //! OpenAI requests translated to Messages), and the conversion of its answer back to an
 //! OpenAI client.
 
+use super::connections::UpstreamBody;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::client::UpstreamRequest;
@@ -89,7 +89,7 @@ pub fn chat_request(
 /// errors as OpenAI envelopes with the same status, streams chunk by chunk.
 pub async fn chat_response(
     key: &Key,
-    upstream: http::Response<Incoming>,
+    upstream: http::Response<UpstreamBody>,
     openai_request: &Value,
     stream: bool,
     ctx: &BodyContext,

@@ -1,26 +1,26 @@
 //! The one shared HTTP client for every upstream: pooled keep-alive connections, HTTPS with
 //! rustls (Mozilla roots plus any extra roots the operator trusts), HTTP/1.1 and HTTP/2.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use super::connections::{ConnectError, Pool, UpstreamBody};
 use crate::config::UpstreamOptions;
 use crate::error::{ApiError, TimeoutKind};
 
 pub type UpstreamRequest = http::Request<Full<Bytes>>;
 
+/// How long an unused keep-alive connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    pool: Arc<Pool>,
     connect_timeout: Duration,
     first_byte_timeout: Duration,
 }
@@ -43,24 +43,8 @@ impl UpstreamClient {
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(opts.connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build(connector);
         Ok(UpstreamClient {
-            client,
+            pool: Arc::new(Pool::new(tls, opts.connect_timeout, IDLE_TIMEOUT)),
             connect_timeout: opts.connect_timeout,
             first_byte_timeout: opts.first_byte_timeout,
         })
@@ -72,14 +56,23 @@ impl UpstreamClient {
         &self,
         req: UpstreamRequest,
         key: &str,
-    ) -> Result<http::Response<Incoming>, ApiError> {
-        match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+    ) -> Result<http::Response<UpstreamBody>, ApiError> {
+        let exchange = async {
+            let lease = self.pool.checkout(req.uri()).await?;
+            lease.send(req).await
+        };
+        match tokio::time::timeout(self.first_byte_timeout, exchange).await {
             Err(_) => Err(ApiError::UpstreamTimeout {
                 key: key.to_owned(),
                 kind: TimeoutKind::FirstByte,
                 seconds: self.first_byte_timeout.as_secs_f64(),
             }),
             Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(ConnectError::Timeout)) => Err(ApiError::UpstreamTimeout {
+                key: key.to_owned(),
+                kind: TimeoutKind::Connect,
+                seconds: self.connect_timeout.as_secs_f64(),
+            }),
             Ok(Err(e)) if is_timeout(&e) => Err(ApiError::UpstreamTimeout {
                 key: key.to_owned(),
                 kind: TimeoutKind::Connect,

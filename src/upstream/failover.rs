@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
+use super::connections::UpstreamBody;
 
 use super::client::{UpstreamClient, UpstreamRequest};
 use crate::config::FailoverOptions;
@@ -60,10 +60,14 @@ impl std::fmt::Display for AttemptRecord {
 }
 
 /// Where the request ended up.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "made once per request and matched at once; boxing would only add an allocation"
+)]
 pub enum Served<'p> {
     /// An upstream answered: a success, a client error, or the last retryable failure, to
     /// be passed on (translated if the formats differ).
-    Upstream(&'p Arc<Key>, http::Response<Incoming>),
+    Upstream(&'p Arc<Key>, http::Response<UpstreamBody>),
     /// A `mock` key: answered in-process by the caller.
     InProcess(&'p Arc<Key>),
 }

@@ -3,6 +3,7 @@
 
 pub mod client;
 mod coalesce;
+pub mod connections;
 pub mod headers;
 pub mod openai;
 
@@ -39,7 +40,7 @@ pub struct BodyContext {
 /// bodies are read whole so that a key the upstream echoed can be redacted.
 pub async fn passthrough_response(
     key: &Key,
-    upstream: http::Response<hyper::body::Incoming>,
+    upstream: http::Response<connections::UpstreamBody>,
     format: ErrorFormat,
     ctx: &BodyContext,
     usage: &std::sync::Arc<UsageCell>,
@@ -89,7 +90,7 @@ const MAX_UPSTREAM_BODY: usize = 64 * 1024 * 1024;
 /// Reads a whole upstream body, bounded, with the key redacted wherever the upstream echoed
 /// it (error bodies do).
 pub(crate) async fn read_upstream_body(
-    body: hyper::body::Incoming,
+    body: connections::UpstreamBody,
     key: &Key,
 ) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_UPSTREAM_BODY).collect().await {

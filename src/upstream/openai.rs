@@ -2,12 +2,12 @@
 //! rewritten; or a translated Anthropic request), and the conversion of its answer back to
 //! an Anthropic client.
 
+use super::connections::UpstreamBody;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::client::UpstreamRequest;
@@ -71,7 +71,7 @@ fn set_json_and_auth(key: &Key, headers: &mut HeaderMap) {
 /// format: errors as Anthropic envelopes, streams event by event.
 pub async fn messages_response(
     key: &Key,
-    upstream: http::Response<Incoming>,
+    upstream: http::Response<UpstreamBody>,
     stream: bool,
     ctx: &BodyContext,
     usage: &Arc<UsageCell>,
