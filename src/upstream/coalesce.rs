@@ -9,6 +9,12 @@
 //! one frame. It never waits on a clock: once a few scheduler passes bring nothing new the
 //! batch goes out, so a quiet upstream costs those passes (microseconds), and frames still
 //! reach the client as they are produced.
+//!
+//! Since then upstream connections are polled by the request's own task
+//! (`upstream::connections`), so frames already read arrive without a yield; the passes
+//! still gather a burst that reaches the socket in more than one piece, and translated
+//! bodies (one output frame per upstream frame) are joined the same way. Measured with the
+//! own connections, 0 and 4 passes are within noise of each other (±5 %).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
