@@ -16,10 +16,20 @@ use tokio::net::{TcpListener, TcpStream};
 
 const ANSWER: &str = r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
 
-/// A bare HTTP/1.1 upstream that answers every request with `ANSWER`, counts the
-/// connections it accepts, and closes each connection 20 ms after its first answer when
-/// `close` is set (without saying so in a header, as an upstream's idle timeout does).
-async fn upstream(close: bool) -> (String, Arc<AtomicUsize>) {
+/// How the bare upstream treats a connection after its first answer.
+#[derive(Clone, Copy, PartialEq)]
+enum After {
+    KeepAlive,
+    /// Close it 20 ms later, without a header saying so (an upstream's idle timeout).
+    Close,
+    /// Read the next request, then close without answering (an idle timeout that fired as
+    /// the request arrived).
+    DropNext,
+}
+
+/// A bare HTTP/1.1 upstream that answers requests with `ANSWER` and counts the connections
+/// it accepts.
+async fn upstream(after: After) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -28,15 +38,15 @@ async fn upstream(close: bool) -> (String, Arc<AtomicUsize>) {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             count.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(stream, close));
+            tokio::spawn(serve(stream, after));
         }
     });
     (url, accepted)
 }
 
-async fn serve(mut stream: TcpStream, close: bool) {
+async fn serve(mut stream: TcpStream, after: After) {
     let mut buf = Vec::new();
-    loop {
+    for served in 0.. {
         // Read one request: the head, then `content-length` bytes of body.
         let (head_end, length) = loop {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -61,6 +71,9 @@ async fn serve(mut stream: TcpStream, close: bool) {
             }
         }
         buf.drain(..head_end + length);
+        if served > 0 && after == After::DropNext {
+            return;
+        }
         let response = format!(
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{ANSWER}",
             ANSWER.len()
@@ -68,7 +81,7 @@ async fn serve(mut stream: TcpStream, close: bool) {
         if stream.write_all(response.as_bytes()).await.is_err() {
             return;
         }
-        if close {
+        if after == After::Close {
             tokio::time::sleep(Duration::from_millis(20)).await;
             return;
         }
@@ -81,7 +94,7 @@ fn key(url: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn sequential_requests_share_one_kept_alive_connection() {
-    let (url, accepted) = upstream(false).await;
+    let (url, accepted) = upstream(After::KeepAlive).await;
     let proxy = Proxy::start(&key(&url), &[]).await;
     for _ in 0..20 {
         let resp = proxy.chat(&chat_body("m", "hi")).await;
@@ -93,7 +106,7 @@ async fn sequential_requests_share_one_kept_alive_connection() {
 
 #[tokio::test]
 async fn a_connection_the_upstream_closed_is_not_reused() {
-    let (url, accepted) = upstream(true).await;
+    let (url, accepted) = upstream(After::Close).await;
     let proxy = Proxy::start(&key(&url), &[]).await;
     for _ in 0..5 {
         let resp = proxy.chat(&chat_body("m", "hi")).await;
@@ -106,7 +119,7 @@ async fn a_connection_the_upstream_closed_is_not_reused() {
 
 #[tokio::test]
 async fn concurrent_requests_each_get_their_own_connection() {
-    let (url, accepted) = upstream(false).await;
+    let (url, accepted) = upstream(After::KeepAlive).await;
     let proxy = Proxy::start(&key(&url), &[]).await;
     let proxy = Arc::new(proxy);
     let mut tasks = Vec::new();
@@ -133,4 +146,16 @@ async fn concurrent_requests_each_get_their_own_connection() {
         (1..=8).contains(&n),
         "{n} connections for 8 concurrent clients"
     );
+}
+
+#[tokio::test]
+async fn a_request_that_crosses_the_upstreams_close_goes_again_on_a_new_connection() {
+    let (url, accepted) = upstream(After::DropNext).await;
+    let proxy = Proxy::start(&key(&url), &[]).await;
+    for _ in 0..5 {
+        let resp = proxy.chat(&chat_body("m", "hi")).await;
+        assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    }
+    // The first connection, then one more for every request its predecessor dropped.
+    assert_eq!(accepted.load(Ordering::SeqCst), 5);
 }

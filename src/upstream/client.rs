@@ -59,7 +59,19 @@ impl UpstreamClient {
     ) -> Result<http::Response<UpstreamBody>, ApiError> {
         let exchange = async {
             let lease = self.pool.checkout(req.uri()).await?;
-            lease.send(req).await
+            if !lease.reused() {
+                return lease.send(req).await;
+            }
+            // An idle connection the upstream closes just as the request crosses: the
+            // upstream never saw the request, so it goes once more on a new connection.
+            let again = duplicate(&req);
+            match lease.send(req).await {
+                Err(e) if e.closed_before_answer() => {
+                    tracing::debug!(error = %e, "pooled connection closed; retrying on a new one");
+                    self.pool.fresh(again.uri()).await?.send(again).await
+                }
+                other => other,
+            }
         };
         match tokio::time::timeout(self.first_byte_timeout, exchange).await {
             Err(_) => Err(ApiError::UpstreamTimeout {
@@ -84,6 +96,16 @@ impl UpstreamClient {
             }),
         }
     }
+}
+
+/// The same request again (its body is shared, not copied).
+fn duplicate(req: &UpstreamRequest) -> UpstreamRequest {
+    let mut copy = http::Request::new(req.body().clone());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }
 
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {

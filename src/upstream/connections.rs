@@ -81,6 +81,18 @@ pub enum ConnectError {
     Closed,
 }
 
+impl ConnectError {
+    /// The connection ended before any of the answer arrived: what an upstream closing an
+    /// idle keep-alive connection looks like when the request crossed its close.
+    pub fn closed_before_answer(&self) -> bool {
+        match self {
+            ConnectError::Closed => true,
+            ConnectError::Http(e) => e.is_incomplete_message() || e.is_canceled() || e.is_closed(),
+            _ => false,
+        }
+    }
+}
+
 /// Why an upstream body stopped early.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -120,11 +132,17 @@ impl Pool {
             if idle.since.elapsed() >= self.idle_timeout || !still_open(&mut idle.open).await {
                 continue;
             }
-            return Ok(self.lease(origin, idle.open));
+            let mut lease = self.lease(origin, idle.open);
+            lease.reused = true;
+            return Ok(lease);
         }
-        // A request on a connection the upstream closes at this very moment fails; hyper-util
-        // did not retry such a request either (it was sent), and the failover loop moves on
-        // to the next key.
+        let open = self.connect(&origin).await?;
+        Ok(self.lease(origin, open))
+    }
+
+    /// A new connection, never an idle one: to retry on after a reused one failed.
+    pub async fn fresh(self: &Arc<Self>, uri: &http::Uri) -> Result<Lease, ConnectError> {
+        let origin = Pool::origin(uri)?;
         let open = self.connect(&origin).await?;
         Ok(self.lease(origin, open))
     }
@@ -134,6 +152,7 @@ impl Pool {
             open,
             pool: self.clone(),
             origin,
+            reused: false,
         }
     }
 
@@ -217,9 +236,15 @@ pub struct Lease {
     open: Box<Open>,
     pool: Arc<Pool>,
     origin: Origin,
+    /// Taken from the pool: the upstream may close it just as the request goes out.
+    reused: bool,
 }
 
 impl Lease {
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
     /// Sends `req` (absolute URI) and drives the connection until the response head.
     pub async fn send(
         mut self,
