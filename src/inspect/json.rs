@@ -69,6 +69,17 @@ enum Code {
     DuplicateField(&'static str),
 }
 
+impl Code {
+    /// The end of the body inside an object or an array.
+    fn eof_in(object: bool) -> Code {
+        if object {
+            Code::EofWhileParsingObject
+        } else {
+            Code::EofWhileParsingList
+        }
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         // serde_json's wording, word for word.
@@ -373,11 +384,7 @@ impl Walk<'_> {
                     }
                     Some(_) => break,
                     None => {
-                        return Err(self.peek_error(if object {
-                            Code::EofWhileParsingObject
-                        } else {
-                            Code::EofWhileParsingList
-                        }));
+                        return Err(self.peek_error(Code::eof_in(object)));
                     }
                 }
                 self.i += 1;
@@ -494,11 +501,7 @@ impl Walk<'_> {
                     depth += 1;
                     // The first element or key, as `has_next_element`/`has_next_key` see it.
                     let Some(c) = self.whitespace() else {
-                        return Err(self.peek_error(if object {
-                            Code::EofWhileParsingObject
-                        } else {
-                            Code::EofWhileParsingList
-                        }));
+                        return Err(self.peek_error(Code::eof_in(object)));
                     };
                     match (object, c) {
                         (false, b']') | (true, b'}') => {
@@ -522,11 +525,7 @@ impl Walk<'_> {
                 }
                 let object = objects & (1 << (depth - 1)) != 0;
                 let Some(c) = self.whitespace() else {
-                    return Err(self.peek_error(if object {
-                        Code::EofWhileParsingObject
-                    } else {
-                        Code::EofWhileParsingList
-                    }));
+                    return Err(self.peek_error(Code::eof_in(object)));
                 };
                 match (object, c) {
                     (false, b']') | (true, b'}') => {
