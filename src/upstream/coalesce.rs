@@ -19,8 +19,10 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+
+use super::gathered::Gathered;
 
 /// No batch grows past this; a fast large body is passed on in pieces of about this size.
 const MAX_BATCH: usize = 64 * 1024;
@@ -35,59 +37,18 @@ const QUIET_PASSES: u8 = 4;
 pub struct Coalesce<B: Body> {
     inner: B,
     /// Data received and not yet returned.
-    batch: Batch,
+    batch: Gathered,
     /// The inner body ended (or failed) while a batch was held: returned after the batch.
     after: Option<Option<Result<Frame<Bytes>, B::Error>>>,
     /// Scheduler passes left before a held batch goes out; reset by every new frame.
     passes: u8,
 }
 
-/// One frame is returned as it came; only a second one costs a copy.
-enum Batch {
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
-}
-
-impl Batch {
-    fn len(&self) -> usize {
-        match self {
-            Batch::Empty => 0,
-            Batch::One(b) => b.len(),
-            Batch::Many(b) => b.len(),
-        }
-    }
-
-    fn push(&mut self, data: Bytes) {
-        *self = match std::mem::replace(self, Batch::Empty) {
-            Batch::Empty => Batch::One(data),
-            Batch::One(first) => {
-                let mut many = BytesMut::with_capacity((first.len() + data.len()).max(1024));
-                many.extend_from_slice(&first);
-                many.extend_from_slice(&data);
-                Batch::Many(many)
-            }
-            Batch::Many(mut many) => {
-                many.extend_from_slice(&data);
-                Batch::Many(many)
-            }
-        }
-    }
-
-    fn take(&mut self) -> Option<Bytes> {
-        match std::mem::replace(self, Batch::Empty) {
-            Batch::Empty => None,
-            Batch::One(b) => Some(b),
-            Batch::Many(b) => Some(b.freeze()),
-        }
-    }
-}
-
 impl<B: Body> Coalesce<B> {
     pub fn new(inner: B) -> Self {
         Coalesce {
             inner,
-            batch: Batch::Empty,
+            batch: Gathered::default(),
             after: None,
             passes: 0,
         }
@@ -138,7 +99,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self.batch, Batch::Empty) && self.after.is_none() && self.inner.is_end_stream()
+        self.batch.is_empty() && self.after.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -4,6 +4,7 @@
 pub mod client;
 mod coalesce;
 pub mod connections;
+mod gathered;
 pub mod headers;
 pub mod openai;
 

@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use serde_json::Value;
 
+use super::gathered::Gathered;
 use crate::error::ErrorFormat;
 use crate::translate::SseEvent;
 use crate::translate::sse::SseParser;
@@ -24,50 +25,8 @@ enum Reader {
         events: Vec<SseEvent>,
     },
     /// A JSON body: usually one frame, kept as it came; copied only if a second one follows.
-    Json(JsonBody),
+    Json(Gathered),
     Off,
-}
-
-#[derive(Default)]
-enum JsonBody {
-    #[default]
-    Empty,
-    One(Bytes),
-    Many(BytesMut),
-}
-
-impl JsonBody {
-    fn len(&self) -> usize {
-        match self {
-            JsonBody::Empty => 0,
-            JsonBody::One(b) => b.len(),
-            JsonBody::Many(b) => b.len(),
-        }
-    }
-
-    fn push(&mut self, data: &Bytes) {
-        *self = match std::mem::take(self) {
-            JsonBody::Empty => JsonBody::One(data.clone()),
-            JsonBody::One(first) => {
-                let mut many = BytesMut::with_capacity(first.len() + data.len());
-                many.extend_from_slice(&first);
-                many.extend_from_slice(data);
-                JsonBody::Many(many)
-            }
-            JsonBody::Many(mut many) => {
-                many.extend_from_slice(data);
-                JsonBody::Many(many)
-            }
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            JsonBody::Empty => &[],
-            JsonBody::One(b) => b,
-            JsonBody::Many(b) => b,
-        }
-    }
 }
 
 /// The members that make an OpenAI stream chunk the usage chunk.
@@ -105,7 +64,7 @@ impl<B> UsageTap<B> {
                 events: Vec::new(),
             }
         } else {
-            Reader::Json(JsonBody::Empty)
+            Reader::Json(Gathered::default())
         };
         UsageTap {
             inner,
@@ -142,7 +101,7 @@ impl<B> UsageTap<B> {
                     }
                 }
             }
-            Reader::Json(buf) if buf.len() + data.len() <= MAX_JSON_BODY => buf.push(data),
+            Reader::Json(buf) if buf.len() + data.len() <= MAX_JSON_BODY => buf.push(data.clone()),
             Reader::Json(_) => self.reader = Reader::Off,
             Reader::Off => {}
         }
@@ -150,7 +109,7 @@ impl<B> UsageTap<B> {
 
     fn finish(&mut self) {
         if let Reader::Json(buf) = &self.reader
-            && let Ok(UsageOnly { usage: Some(raw) }) = serde_json::from_slice(buf.bytes())
+            && let Ok(UsageOnly { usage: Some(raw) }) = serde_json::from_slice(buf.as_slice())
             && let Ok(usage) = serde_json::from_str::<Value>(raw.get())
             && let Some(usage) = parse(self.api, &usage)
         {
