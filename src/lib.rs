@@ -9,6 +9,7 @@
 //! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
 //! - `health`: per-key cooldowns, disabling and the circuit breaker (atomics only).
 //! - `inspect`: finds `model`/`stream` in a request body without building a tree.
+//! - `json_member`: finds one top-level member of a JSON answer (its `usage`) by scanning.
 //! - `server`: the listener, routes and thin endpoint handlers.
 //! - `upstream`: the shared HTTP client, header rules, one module per wire family.
 //! - `mock`: the in-process `mock` provider and the mock upstream server for tests.
@@ -18,6 +19,8 @@
 //! - `request_id`: `x-request-id` taken or generated, echoed, sent upstream.
 //! - `metrics`: the Prometheus registry and every series keyrelay exports.
 //! - `banner`: the startup summary.
+//! - `logging`: the subscriber, the text line's fields and timestamps, and the thread that
+//!   writes lines out.
 
 pub mod auth;
 pub mod banner;
@@ -26,7 +29,10 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod inspect;
-pub mod log_writer;
+pub mod json_member;
+#[cfg(test)]
+mod json_strategy;
+pub mod logging;
 pub mod metrics;
 pub mod mock;
 pub mod pool;

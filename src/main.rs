@@ -3,10 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use keyrelay::cli::{Cli, LogFormat};
+use keyrelay::cli::Cli;
 use keyrelay::config::{Config, KeySource};
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -17,29 +16,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Log lines are written in batches by a background thread (see `log_writer`).
-    let (writer, _log_guard) = match keyrelay::log_writer::LogWriter::spawn(std::io::stderr()) {
-        Ok(w) => w,
+    let _log_guard = match keyrelay::logging::init(cli.log_format) {
+        Ok(guard) => guard,
         Err(e) => {
             eprintln!("keyrelay: cannot start the log thread: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("keyrelay=info"));
-    // Colour codes only for a terminal: in files and collectors they are noise and cost.
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(writer);
-    match cli.log_format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
-    }
     if cli.demo && KeySource::from_env().inline.is_some() {
         tracing::warn!("--demo ignores LLM_KEYS and serves the built-in mock key set");
     }

@@ -8,13 +8,15 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::gathered::Gathered;
 use crate::error::ErrorFormat;
+use crate::json_member::{self, Member};
 use crate::translate::SseEvent;
 use crate::translate::sse::SseParser;
-use crate::usage::{TokenUsage, UsageCell};
+use crate::usage::{OpenAiUsage, TokenUsage, UsageCell};
 
 /// JSON bodies larger than this are passed on without being read for usage.
 const MAX_JSON_BODY: usize = 8 * 1024 * 1024;
@@ -40,9 +42,8 @@ struct UsageChunk<'a> {
 
 /// The one member of a JSON answer the tap reads; the rest is scanned, not built.
 #[derive(serde::Deserialize)]
-struct UsageOnly<'a> {
-    #[serde(borrow)]
-    usage: Option<&'a serde_json::value::RawValue>,
+struct UsageOnly<T> {
+    usage: Option<T>,
 }
 
 pub struct UsageTap<B> {
@@ -109,9 +110,7 @@ impl<B> UsageTap<B> {
 
     fn finish(&mut self) {
         if let Reader::Json(buf) = &self.reader
-            && let Ok(UsageOnly { usage: Some(raw) }) = serde_json::from_slice(buf.as_slice())
-            && let Ok(usage) = serde_json::from_str::<Value>(raw.get())
-            && let Some(usage) = parse(self.api, &usage)
+            && let Some(usage) = json_usage(self.api, buf.as_slice())
         {
             self.usage.set(usage);
         }
@@ -119,10 +118,34 @@ impl<B> UsageTap<B> {
     }
 }
 
-fn parse(api: ErrorFormat, usage: &Value) -> Option<TokenUsage> {
+/// The usage of a whole JSON answer: the member found by a scan and read on its own, or
+/// the answer read whole when the scan is unsure.
+fn json_usage(api: ErrorFormat, body: &[u8]) -> Option<TokenUsage> {
+    match json_member::find(body, "usage") {
+        Member::At(at) => {
+            let mut usage = serde_json::Deserializer::from_slice(&body[at..]);
+            match api {
+                ErrorFormat::OpenAi => OpenAiUsage::deserialize(&mut usage).ok().map(|u| u.0),
+                ErrorFormat::Anthropic => {
+                    TokenUsage::from_anthropic(&Value::deserialize(&mut usage).ok()?)
+                }
+            }
+        }
+        Member::Absent => None,
+        Member::Unsure => whole_json_usage(api, body),
+    }
+}
+
+fn whole_json_usage(api: ErrorFormat, body: &[u8]) -> Option<TokenUsage> {
     match api {
-        ErrorFormat::OpenAi => TokenUsage::from_openai(usage),
-        ErrorFormat::Anthropic => TokenUsage::from_anthropic(usage),
+        ErrorFormat::OpenAi => {
+            let answer: UsageOnly<OpenAiUsage> = serde_json::from_slice(body).ok()?;
+            answer.usage.map(|u| u.0)
+        }
+        ErrorFormat::Anthropic => {
+            let answer: UsageOnly<Value> = serde_json::from_slice(body).ok()?;
+            TokenUsage::from_anthropic(&answer.usage?)
+        }
     }
 }
 
@@ -238,9 +261,9 @@ fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
         && choices.get() == "[]"
         && usage.get() != "null"
     {
-        return serde_json::from_str::<Value>(usage.get())
+        return serde_json::from_str::<OpenAiUsage>(usage.get())
             .ok()
-            .and_then(|u| TokenUsage::from_openai(&u));
+            .map(|u| u.0);
     }
     match serde_json::from_str::<Value>(data) {
         Ok(Value::Object(mut chunk)) => {
@@ -418,5 +441,27 @@ mod tests {
         )
         .await;
         assert_eq!(got.map(|u| (u.prompt, u.completion)), Some((4, 2)));
+    }
+
+    #[test]
+    fn json_usage_by_scan_and_by_whole_body_agree() {
+        let openai = br#"{"id": "c", "usage": {"prompt_tokens": 9, "completion_tokens": 8, "prompt_tokens_details": {"cached_tokens": 3}}}"#;
+        let anthropic = br#"{"content": [{"type": "text", "text": "}"}], "usage": {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 7}}"#;
+        for (api, body, expected) in [
+            (ErrorFormat::OpenAi, &openai[..], (9, 8, 3)),
+            (ErrorFormat::Anthropic, &anthropic[..], (7, 7, 2)),
+        ] {
+            let counts = |u: TokenUsage| (u.prompt, u.completion, u.cached);
+            assert_eq!(json_usage(api, body).map(counts), Some(expected));
+            assert_eq!(whole_json_usage(api, body).map(counts), Some(expected));
+        }
+        // An escaped key leaves the scan unsure; the whole-body read still finds the usage.
+        let escaped = br#"{"us\u0061ge": {"prompt_tokens": 1, "completion_tokens": 1}}"#;
+        assert_eq!(
+            json_usage(ErrorFormat::OpenAi, escaped).map(|u| u.prompt),
+            Some(1)
+        );
+        assert_eq!(json_usage(ErrorFormat::OpenAi, br#"{"usage": null}"#), None);
+        assert_eq!(json_usage(ErrorFormat::OpenAi, br#"{"usage": [1]}"#), None);
     }
 }
