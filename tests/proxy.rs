@@ -342,6 +342,15 @@ async fn models_health_and_routing_errors() {
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert!(resp.headers().contains_key("x-request-id"));
+    expect_error(resp, 405).await;
+    // HEAD is served wherever GET is, without a body.
+    let resp = client().head(proxy.url("/health")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap().len(), 0);
+    let resp = client().post(proxy.url("/health")).send().await.unwrap();
+    assert_eq!(resp.headers()["allow"], "GET,HEAD");
     expect_error(resp, 405).await;
 }
 

@@ -114,6 +114,7 @@ impl MockUpstream {
             tls,
             ..Default::default()
         };
+        let app = hyper_util::service::TowerToHyperService::new(app);
         let task = tokio::spawn(listener::serve(listener, app, opts, std::future::pending()));
         MockUpstream {
             addr,

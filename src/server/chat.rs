@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
 use bytes::Bytes;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use serde_json::Value;
 
 use super::AppState;
 use super::body::{accept, parse_json};
+use super::guard::Admitted;
 use super::trace::RequestTrace;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorFormat};
@@ -20,9 +21,14 @@ use crate::provider::Family;
 use crate::upstream::failover::Served;
 use crate::upstream::{anthropic, openai, passthrough_response};
 
-pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) -> Response {
+pub async fn chat_completions(
+    state: Arc<AppState>,
+    req: Request,
+    admitted: Admitted,
+    request_id: HeaderValue,
+) -> Response {
     let (parts, body) = req.into_parts();
-    let (mut trace, caller) = RequestTrace::begin("chat_completions", &state, &parts.extensions);
+    let (mut trace, caller) = RequestTrace::begin("chat_completions", &state, admitted, request_id);
     let response = handle(&state, &parts.headers, body, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::OpenAi));

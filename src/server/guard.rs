@@ -2,19 +2,13 @@
 //! in flight (503 with `retry-after` at once, so a flood is refused rather than queued). The
 //! in-flight slot is held until the response body, stream included, is done.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-use bytes::Bytes;
-use http_body::{Frame, SizeHint};
+use http::HeaderMap;
 
-use super::{AppState, error_format};
+use super::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 
 /// Counts requests in flight against a limit.
@@ -45,7 +39,7 @@ impl InFlight {
 }
 
 /// One request's place among those in flight, released on drop.
-struct Slot(Arc<AtomicUsize>);
+pub struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -53,48 +47,18 @@ impl Drop for Slot {
     }
 }
 
-pub async fn api_guard(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let format = error_format(&req);
-    let caller = match state.auth.authenticate(req.headers()) {
-        Ok(caller) => caller,
-        Err(e) => return e.into_response_for(format),
-    };
-    let Some(slot) = state.in_flight.try_acquire() else {
-        let limit = state.in_flight.limit;
-        return ApiError::Overloaded { limit }.into_response_for(format);
-    };
-    req.extensions_mut().insert(caller);
-    let response = next.run(req).await;
-    let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(HoldSlot { body, _slot: slot }))
+/// What the gate lets through with a request: who called, and its place among those in
+/// flight, held by the request's trace until the response body is done.
+pub struct Admitted {
+    pub caller: Caller,
+    pub slot: Slot,
 }
 
-/// A response body that keeps its request's slot until it is finished or dropped.
-struct HoldSlot {
-    body: Body,
-    _slot: Slot,
-}
-
-impl http_body::Body for HoldSlot {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
+/// The gate itself: the client token (401), then a free slot (503).
+pub fn admit(state: &AppState, headers: &HeaderMap) -> Result<Admitted, ApiError> {
+    let caller = state.auth.authenticate(headers)?;
+    let slot = state.in_flight.try_acquire().ok_or(ApiError::Overloaded {
+        limit: state.in_flight.limit,
+    })?;
+    Ok(Admitted { caller, slot })
 }

@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::Response;
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 
 use super::AppState;
 use super::body::{accept, parse_json};
+use super::guard::Admitted;
 use super::trace::RequestTrace;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorFormat};
@@ -33,17 +34,33 @@ impl Endpoint {
     }
 }
 
-pub async fn messages(state: State<Arc<AppState>>, req: Request) -> Response {
-    serve(state, req, Endpoint::Messages).await
+pub async fn messages(
+    state: Arc<AppState>,
+    req: Request,
+    admitted: Admitted,
+    request_id: HeaderValue,
+) -> Response {
+    serve(state, req, Endpoint::Messages, admitted, request_id).await
 }
 
-pub async fn count_tokens(state: State<Arc<AppState>>, req: Request) -> Response {
-    serve(state, req, Endpoint::CountTokens).await
+pub async fn count_tokens(
+    state: Arc<AppState>,
+    req: Request,
+    admitted: Admitted,
+    request_id: HeaderValue,
+) -> Response {
+    serve(state, req, Endpoint::CountTokens, admitted, request_id).await
 }
 
-async fn serve(State(state): State<Arc<AppState>>, req: Request, endpoint: Endpoint) -> Response {
+async fn serve(
+    state: Arc<AppState>,
+    req: Request,
+    endpoint: Endpoint,
+    admitted: Admitted,
+    request_id: HeaderValue,
+) -> Response {
     let (parts, body) = req.into_parts();
-    let (mut trace, caller) = RequestTrace::begin(endpoint.path(), &state, &parts.extensions);
+    let (mut trace, caller) = RequestTrace::begin(endpoint.path(), &state, admitted, request_id);
     let response = handle(&state, &parts.headers, body, endpoint, &caller, &mut trace)
         .await
         .unwrap_or_else(|e| e.into_response_for(ErrorFormat::Anthropic));

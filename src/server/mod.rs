@@ -3,26 +3,25 @@
 mod admin;
 mod body;
 mod chat;
+pub mod dispatch;
 mod guard;
 pub mod listener;
 mod messages;
 mod metrics_endpoint;
 mod models;
+mod routes;
 mod status;
 mod tls;
 pub mod trace;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::Request;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::auth::ClientAuth;
 use crate::config::{Config, FailoverOptions};
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::error::ErrorFormat;
 use crate::metrics::Metrics;
 use crate::pool::KeyPool;
 use crate::secret::Secret;
@@ -79,33 +78,6 @@ impl AppState {
     }
 }
 
-pub fn router(state: Arc<AppState>) -> Router {
-    // The API endpoints sit behind the client-token and concurrency guard; /health and
-    // /admin (which has its own token) do not.
-    let api = Router::new()
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/chat/completions", post(chat::chat_completions))
-        .route("/v1/messages", post(messages::messages))
-        .route("/v1/messages/count_tokens", post(messages::count_tokens))
-        .route("/v1/models", get(models::list))
-        .route("/models", get(models::list))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::api_guard,
-        ));
-    Router::new()
-        .merge(api)
-        .route("/health", get(health))
-        .route("/admin/keys", get(admin::keys))
-        .route("/admin/keys/{label}/reset", post(admin::reset))
-        .route("/metrics", get(metrics_endpoint::render))
-        .route("/status", get(status::page))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn(crate::request_id::middleware))
-        .with_state(state)
-}
-
 /// Runs the proxy on `listener` until `shutdown` completes.
 pub async fn run(
     config: &Config,
@@ -122,26 +94,8 @@ pub async fn run(
         header_read_timeout: config.header_read_timeout,
         grace: config.shutdown_timeout,
     };
-    listener::serve(listener, router(state), opts, shutdown).await;
+    listener::serve(listener, dispatch::Dispatch::new(state), opts, shutdown).await;
     Ok(())
-}
-
-async fn health() -> Response {
-    axum::Json(serde_json::json!({"status": "ok"})).into_response()
-}
-
-async fn not_found(req: Request) -> Response {
-    let err = ApiError::NotFound {
-        path: truncate_for_message(req.uri().path()),
-    };
-    err.into_response_for(error_format(&req))
-}
-
-async fn method_not_allowed(req: Request) -> Response {
-    let err = ApiError::MethodNotAllowed {
-        method: truncate_for_message(req.method().as_str()),
-    };
-    err.into_response_for(error_format(&req))
 }
 
 /// Anthropic clients live under `/v1/messages`; everything else speaks OpenAI.

@@ -1,8 +1,5 @@
 //! `GET /v1/models`: the configured model names in OpenAI's list format.
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header;
@@ -19,7 +16,7 @@ pub fn render(keys: &KeyPool) -> Bytes {
     Bytes::from(json!({"object": "list", "data": data}).to_string())
 }
 
-pub async fn list(State(state): State<Arc<AppState>>) -> Response {
+pub fn list(state: &AppState) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         state.models_body.clone(),

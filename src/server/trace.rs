@@ -16,10 +16,10 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 
 use super::AppState;
+use super::guard::{Admitted, Slot};
 use crate::auth::Caller;
 use crate::metrics::{EndpointLabels, RequestLabels, TokenLabels, status_class};
 use crate::pool::Key;
-use crate::request_id::RequestId;
 use crate::upstream::failover::AttemptRecord;
 use crate::usage::UsageCell;
 
@@ -39,19 +39,20 @@ pub struct RequestTrace {
     head: Option<(u16, Duration)>,
     pub usage: Arc<UsageCell>,
     finished: bool,
+    /// The request's place among those in flight, given back when the trace ends with the
+    /// response body.
+    _slot: Slot,
 }
 
 impl RequestTrace {
-    /// Starts the account of a request; returns the caller the API guard established.
+    /// Starts the account of a request the gate admitted; returns its caller.
     pub fn begin(
         endpoint: &'static str,
         state: &Arc<AppState>,
-        extensions: &http::Extensions,
+        admitted: Admitted,
+        request_id: HeaderValue,
     ) -> (RequestTrace, Caller) {
-        let caller = extensions.get::<Caller>().cloned().unwrap_or_default();
-        let request_id = extensions
-            .get::<RequestId>()
-            .map_or_else(|| HeaderValue::from_static("-"), |id| id.0.clone());
+        let Admitted { caller, slot } = admitted;
         let trace = RequestTrace {
             state: state.clone(),
             endpoint,
@@ -65,6 +66,7 @@ impl RequestTrace {
             head: None,
             usage: Arc::default(),
             finished: false,
+            _slot: slot,
         };
         (trace, caller)
     }
