@@ -21,49 +21,70 @@ pub enum Member {
 
 /// Finds top-level member `name` (plain ASCII, no escapes) of the object in `body`.
 pub fn find(body: &[u8], name: &str) -> Member {
+    let [member] = find_each(body, [name]);
+    member
+}
+
+/// Finds each of the top-level members `names` in one pass; when the scan is unsure, every
+/// answer is `Unsure`.
+pub fn find_each<const N: usize>(body: &[u8], names: [&str; N]) -> [Member; N] {
+    match scan_object(body, names) {
+        Some(found) => found.map(|f| match f {
+            Found::Once(at) => Member::At(at),
+            Found::Never | Found::Twice => Member::Absent,
+        }),
+        None => std::array::from_fn(|_| Member::Unsure),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Found {
+    Never,
+    Once(usize),
+    Twice,
+}
+
+fn scan_object<const N: usize>(body: &[u8], names: [&str; N]) -> Option<[Found; N]> {
     let mut scan = Scan { body, at: 0 };
+    let mut found = [Found::Never; N];
     scan.whitespace();
     if scan.peek() != Some(b'{') {
-        return Member::Unsure;
+        return None;
     }
     scan.at += 1;
-    let mut found = None;
     loop {
         scan.whitespace();
         match scan.peek() {
-            Some(b'}') => break,
+            Some(b'}') => return Some(found),
             Some(b'"') => {}
-            _ => return Member::Unsure,
+            _ => return None,
         }
-        let Some(key) = scan.string() else {
-            return Member::Unsure;
-        };
+        let key = scan.string()?;
         if key.contains(&b'\\') {
-            return Member::Unsure;
+            return None;
         }
         scan.whitespace();
         if scan.peek() != Some(b':') {
-            return Member::Unsure;
+            return None;
         }
         scan.at += 1;
         scan.whitespace();
-        if key == name.as_bytes() {
-            if found.is_some() {
-                return Member::Absent;
-            }
-            found = Some(scan.at);
+        if let Some(i) = names.iter().position(|name| key == name.as_bytes()) {
+            found[i] = match found[i] {
+                Found::Never => Found::Once(scan.at),
+                Found::Once(_) | Found::Twice => Found::Twice,
+            };
         }
         if !scan.value() {
-            return Member::Unsure;
+            return None;
         }
         scan.whitespace();
         match scan.peek() {
             Some(b',') => scan.at += 1,
-            Some(b'}') => break,
-            _ => return Member::Unsure,
+            Some(b'}') => return Some(found),
+            _ => return None,
         }
     }
-    found.map_or(Member::Absent, Member::At)
 }
 
 struct Scan<'a> {
@@ -188,6 +209,19 @@ mod tests {
         assert_eq!(
             find(br#"{"usage": 1, "usage": 2}"#, "usage"),
             Member::Absent
+        );
+    }
+
+    #[test]
+    fn several_members_in_one_pass() {
+        let body = br#"{"choices": [], "id": "x", "usage": {"a": 1}}"#;
+        assert_eq!(
+            find_each(body, ["usage", "choices", "nope"]),
+            [Member::At(36), Member::At(12), Member::Absent]
+        );
+        assert_eq!(
+            find_each(br#"{"a": "#, ["a", "b"]),
+            [Member::Unsure, Member::Unsure]
         );
     }
 

@@ -58,10 +58,6 @@ impl Visitor<'_> {
         self.result.is_ok().then_some(())
     }
 
-    fn value(&mut self, text: &str) {
-        self.result = self.writer.write_str(text);
-    }
-
     /// What is not written here (messages, `Debug` and `Display` values, floats, errors)
     /// goes to `DefaultVisitor` itself, on the same line.
     fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
@@ -75,49 +71,51 @@ impl Visitor<'_> {
     }
 }
 
-// The message (shown without its name) goes to `DefaultVisitor` whatever its type.
+/// Each field is written here unless it is the message (shown without its name, in
+/// whatever form `DefaultVisitor` gives it) or the line goes to a terminal (where
+/// `DefaultVisitor` styles names); those go to `DefaultVisitor`.
+macro_rules! record {
+    ($self:ident, $field:ident, $delegate:expr, $write:expr) => {
+        if $field.name() == "message" || $self.writer.has_ansi_escapes() {
+            $self.delegate($delegate);
+        } else if $self.named($field).is_some() {
+            $self.result = $write;
+        }
+    };
+}
+
 impl Visit for Visitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.delegate(|d| d.record_str(field, value));
-        } else if self.named(field).is_some() {
-            self.result = write_debug_str(&mut self.writer, value);
-        }
+        record!(self, field, |d| d.record_str(field, value), {
+            write_debug_str(&mut self.writer, value)
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "message" {
-            self.delegate(|d| d.record_u64(field, value));
-        } else if self.named(field).is_some() {
-            self.value(itoa::Buffer::new().format(value));
-        }
+        record!(self, field, |d| d.record_u64(field, value), {
+            self.writer.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        if field.name() == "message" {
-            self.delegate(|d| d.record_i64(field, value));
-        } else if self.named(field).is_some() {
-            self.value(itoa::Buffer::new().format(value));
-        }
+        record!(self, field, |d| d.record_i64(field, value), {
+            self.writer.write_str(itoa::Buffer::new().format(value))
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if field.name() == "message" {
-            self.delegate(|d| d.record_bool(field, value));
-        } else if self.named(field).is_some() {
-            self.value(if value { "true" } else { "false" });
-        }
+        record!(self, field, |d| d.record_bool(field, value), {
+            self.writer.write_str(if value { "true" } else { "false" })
+        });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        if field.name() == "message" {
-            self.delegate(|d| d.record_f64(field, value));
-        } else if self.named(field).is_some() {
-            self.result = match thousandths(value) {
+        record!(self, field, |d| d.record_f64(field, value), {
+            match thousandths(value) {
                 Some(n) => write_thousandths(&mut self.writer, n),
                 None => write!(self.writer, "{value:?}"),
-            };
-        }
+            }
+        });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -125,7 +123,9 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.delegate(|d| d.record_debug(field, value));
+        record!(self, field, |d| d.record_debug(field, value), {
+            write!(self.writer, "{value:?}")
+        });
     }
 }
 
@@ -248,7 +248,7 @@ mod tests {
     }
 
     /// The line `emit` logs, with the given field formatter and no timestamp.
-    fn line<N>(fields: N, emit: &dyn Fn()) -> String
+    fn line<N>(fields: N, ansi: bool, emit: &dyn Fn()) -> String
     where
         N: for<'w> FormatFields<'w> + Send + Sync + 'static,
     {
@@ -256,7 +256,7 @@ mod tests {
         let subscriber = tracing_subscriber::fmt()
             .fmt_fields(fields)
             .without_time()
-            .with_ansi(false)
+            .with_ansi(ansi)
             .with_writer(sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
@@ -264,10 +264,12 @@ mod tests {
         String::from_utf8(bytes).unwrap()
     }
 
+    /// The line, checked to be what `DefaultFields` writes, without and with colours.
     fn same_as_default(emit: &dyn Fn()) -> String {
-        let ours = line(TextFields, emit);
-        let theirs = line(DefaultFields::new(), emit);
-        assert_eq!(ours, theirs);
+        let coloured = line(TextFields, true, emit);
+        assert_eq!(coloured, line(DefaultFields::new(), true, emit));
+        let ours = line(TextFields, false, emit);
+        assert_eq!(ours, line(DefaultFields::new(), false, emit));
         ours
     }
 

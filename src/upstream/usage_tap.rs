@@ -31,13 +31,21 @@ enum Reader {
     Off,
 }
 
-/// The members that make an OpenAI stream chunk the usage chunk.
-#[derive(serde::Deserialize)]
-struct UsageChunk<'a> {
-    #[serde(borrow)]
-    choices: Option<&'a serde_json::value::RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a serde_json::value::RawValue>,
+/// The counts of an OpenAI stream's usage chunk: `"choices": []` and a `usage` object.
+fn usage_chunk(data: &[u8]) -> Option<TokenUsage> {
+    let [Member::At(choices), Member::At(usage)] =
+        json_member::find_each(data, ["choices", "usage"])
+    else {
+        return None;
+    };
+    let no_choices = data[choices..]
+        .strip_prefix(b"[")
+        .map(<[u8]>::trim_ascii_start);
+    if !no_choices.is_some_and(|rest| rest.starts_with(b"]")) {
+        return None;
+    }
+    let mut usage = serde_json::Deserializer::from_slice(&data[usage..]);
+    OpenAiUsage::deserialize(&mut usage).ok().map(|u| u.0)
 }
 
 /// The one member of a JSON answer the tap reads; the rest is scanned, not built.
@@ -245,25 +253,18 @@ fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
         out.extend_from_slice(tail);
         out.extend_from_slice(b"\n\n");
     };
-    if !data.contains("\"usage\"") {
-        emit(data.as_bytes(), b"");
-        return None;
-    }
+    // The common case first: a content chunk whose last member is `"usage":null`.
     if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
         emit(stripped.as_bytes(), b"}");
         return None;
     }
+    if !data.contains("\"usage\"") {
+        emit(data.as_bytes(), b"");
+        return None;
+    }
     // The usage chunk (`"choices": []` and the counts) is read without building the rest.
-    if let Ok(UsageChunk {
-        choices: Some(choices),
-        usage: Some(usage),
-    }) = serde_json::from_str(data)
-        && choices.get() == "[]"
-        && usage.get() != "null"
-    {
-        return serde_json::from_str::<OpenAiUsage>(usage.get())
-            .ok()
-            .map(|u| u.0);
+    if let Some(usage) = usage_chunk(data.as_bytes()) {
+        return Some(usage);
     }
     match serde_json::from_str::<Value>(data) {
         Ok(Value::Object(mut chunk)) => {
