@@ -200,6 +200,9 @@ impl SseParser {
         };
         match field {
             b"data" => {
+                // With room for the `\n`: the buffer is handed to each event and starts
+                // empty, and growing it by one byte would reallocate and copy the line.
+                self.data.reserve(value.len() + 1);
                 self.data.extend_from_slice(value);
                 self.data.push(b'\n');
             }
