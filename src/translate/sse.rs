@@ -150,6 +150,23 @@ impl SseParser {
 
     /// Whether bytes of an undispatched event are buffered: a line without its line end, or
     /// `data` lines awaiting their blank line.
+    /// The payloads of `chunk` when it is nothing but whole one-line `data: ` events in
+    /// valid UTF-8 (`data: {…}\n\n`, as OpenAI-compatible upstreams write every event) and
+    /// nothing of an earlier chunk is pending: the events `push` would give, read in place
+    /// instead of copied out. `None` leaves the chunk to `push`.
+    pub fn whole_data_events<'a>(&mut self, chunk: &'a [u8]) -> Option<DataPayloads<'a>> {
+        // Nothing since the last event: no partial line, no field of the next event (which
+        // would count in `event_bytes`).
+        let clean = !self.failed && self.event_bytes == 0 && self.line.is_empty();
+        if !clean || !is_whole_data_events(chunk) {
+            return None;
+        }
+        self.at_start = false;
+        // A `\r` that ended the last chunk: the next byte is not its `\n`.
+        self.skip_lf = false;
+        Some(DataPayloads { rest: chunk })
+    }
+
     pub fn has_partial(&self) -> bool {
         !self.line.is_empty() || !self.data.is_empty()
     }
@@ -240,6 +257,41 @@ impl SseParser {
 /// text), and one bad byte from an upstream should cost one character, not the rest of the
 /// response. The result is always valid UTF-8, so the JSON parser downstream sees no
 /// encoding errors either. Valid input (the normal case) is moved, not copied.
+/// Whether `chunk` is one or more `data: <payload>\n\n` events, payloads without line
+/// ends, all in valid UTF-8.
+fn is_whole_data_events(chunk: &[u8]) -> bool {
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let Some(payload) = rest.strip_prefix(b"data: ") else {
+            return false;
+        };
+        let Some(end) = memchr::memchr2(b'\n', b'\r', payload) else {
+            return false;
+        };
+        if payload.get(end..end + 2) != Some(b"\n\n") {
+            return false;
+        }
+        rest = &payload[end + 2..];
+    }
+    !chunk.is_empty() && simdutf8::basic::from_utf8(chunk).is_ok()
+}
+
+/// The payloads of a chunk `is_whole_data_events` accepted.
+pub struct DataPayloads<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for DataPayloads<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let payload = self.rest.strip_prefix(b"data: ")?;
+        let end = memchr::memchr(b'\n', payload)?;
+        self.rest = payload.get(end + 2..).unwrap_or_default();
+        payload.get(..end)
+    }
+}
+
 fn into_string(bytes: Vec<u8>) -> String {
     match String::from_utf8(bytes) {
         Ok(s) => s,

@@ -407,3 +407,97 @@ proptest! {
         prop_assert_eq!(parse_split(&input, &cuts, limit), parse_split(&input, &[], limit));
     }
 }
+
+/// The events of `input` cut at `cuts`, each chunk read in place when it is whole data
+/// events and pushed otherwise: what `UsageStrip` does.
+fn parse_split_in_place(input: &[u8], cuts: &[usize]) -> Vec<SseEvent> {
+    let mut p = SseParser::new();
+    let mut out = Vec::new();
+    let mut start = 0;
+    for &cut in cuts.iter().chain(std::iter::once(&input.len())) {
+        let chunk = &input[start..cut];
+        match p.whole_data_events(chunk) {
+            Some(payloads) => out
+                .extend(payloads.map(|d| ev(None, std::str::from_utf8(d).expect("checked utf-8")))),
+            None => p.push(chunk, &mut out).expect("push"),
+        }
+        start = cut;
+    }
+    p.finish(&mut out);
+    out
+}
+
+#[test]
+fn whole_data_events_are_read_in_place() {
+    let mut p = SseParser::new();
+    let chunk = b"data: {\"a\":1}\n\ndata: \n\ndata:  two spaces\n\ndata: [DONE]\n\n";
+    let payloads: Vec<&[u8]> = p.whole_data_events(chunk).expect("whole").collect();
+    assert_eq!(
+        payloads,
+        [&b"{\"a\":1}"[..], b"", b" two spaces", b"[DONE]"]
+    );
+    assert_eq!(
+        parse_split_in_place(chunk, &[]),
+        parse(chunk),
+        "the same events as push"
+    );
+}
+
+#[test]
+fn anything_else_is_left_to_push() {
+    for chunk in [
+        &b""[..],
+        b"data: a\n",
+        b"data: a\n\ndata: b",
+        b"data: a\r\n\r\n",
+        b"data:a\n\n",
+        b"event: x\ndata: a\n\n",
+        b"data: a\ndata: b\n\n",
+        b": comment\n\ndata: a\n\n",
+        b"data: \xFF\n\n",
+        b"\xEF\xBB\xBFdata: a\n\n",
+    ] {
+        assert!(
+            SseParser::new().whole_data_events(chunk).is_none(),
+            "{:?}",
+            String::from_utf8_lossy(chunk)
+        );
+    }
+    // Nor after a chunk that left something pending.
+    let mut p = SseParser::new();
+    let mut out = Vec::new();
+    for pending in [
+        &b"data: a\n"[..],
+        b"data: a",
+        b"event: x\n",
+        b"data: a\r",
+        b"id: 1\n",
+    ] {
+        p.push(pending, &mut out).expect("push");
+        assert!(p.whole_data_events(b"data: b\n\n").is_none());
+        p.finish(&mut out);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Reading whole chunks in place and pushing the rest gives the events `push` alone
+    /// gives, for any stream cut anywhere.
+    #[test]
+    fn prop_in_place_reading_parses_like_push((input, cuts) in with_cuts(prop_oneof![stream_strategy(), data_event_stream(), noisy_bytes()])) {
+        let (pushed, err, _) = parse_split(&input, &cuts, MAX_EVENT_BYTES);
+        prop_assume!(err.is_none());
+        prop_assert_eq!(parse_split_in_place(&input, &cuts), pushed);
+    }
+}
+
+/// Streams of `data: …\n\n` events, as OpenAI-compatible upstreams write them, with the
+/// occasional other line so that some chunks are whole and some are not.
+fn data_event_stream() -> impl Strategy<Value = Vec<u8>> {
+    let event = prop_oneof![
+        8 => "[a-zA-Z0-9 :{}\",é€\r]{0,16}".prop_map(|v| format!("data: {v}\n\n")),
+        1 => line_strategy().prop_map(|l| format!("{l}\n")),
+    ];
+    prop::collection::vec(event, 0..12).prop_map(|events| events.concat().into_bytes())
+}

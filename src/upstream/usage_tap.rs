@@ -246,7 +246,7 @@ impl<B> UsageStrip<B> {
 
 /// Appends the event as the client should see it to `out`; the usage-only chunk is
 /// dropped, and its counts returned.
-fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
+fn strip_usage_into(data: &[u8], out: &mut BytesMut) -> Option<TokenUsage> {
     let mut emit = |data: &[u8], tail: &[u8]| {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(data);
@@ -254,19 +254,19 @@ fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
         out.extend_from_slice(b"\n\n");
     };
     // The common case first: a content chunk whose last member is `"usage":null`.
-    if let Some(stripped) = data.strip_suffix(",\"usage\":null}") {
-        emit(stripped.as_bytes(), b"}");
+    if let Some(stripped) = data.strip_suffix(b",\"usage\":null}") {
+        emit(stripped, b"}");
         return None;
     }
-    if !data.contains("\"usage\"") {
-        emit(data.as_bytes(), b"");
+    if memchr::memmem::find(data, b"\"usage\"").is_none() {
+        emit(data, b"");
         return None;
     }
     // The usage chunk (`"choices": []` and the counts) is read without building the rest.
-    if let Some(usage) = usage_chunk(data.as_bytes()) {
+    if let Some(usage) = usage_chunk(data) {
         return Some(usage);
     }
-    match serde_json::from_str::<Value>(data) {
+    match serde_json::from_slice::<Value>(data) {
         Ok(Value::Object(mut chunk)) => {
             let is_usage_chunk = chunk
                 .get("choices")
@@ -281,7 +281,7 @@ fn strip_usage_into(data: &str, out: &mut BytesMut) -> Option<TokenUsage> {
             None
         }
         _ => {
-            emit(data.as_bytes(), b"");
+            emit(data, b"");
             None
         }
     }
@@ -307,15 +307,22 @@ where
             let Some(data) = frame.data_ref() else {
                 continue;
             };
-            // Past the event size limit the stream is passed on as it is.
-            if this.parser.push(data, &mut this.events).is_err() {
-                return Poll::Ready(Some(Ok(frame)));
-            }
             let mut out = BytesMut::with_capacity(data.len());
-            for event in this.events.drain(..) {
-                if let Some(counts) = strip_usage_into(&event.data, &mut out) {
+            let mut strip = |payload: &[u8]| {
+                if let Some(counts) = strip_usage_into(payload, &mut out) {
                     this.usage.set(counts);
                 }
+            };
+            // Frames of whole events are read in place; anything else goes through the
+            // parser, and past its event size limit the stream is passed on as it is.
+            if let Some(payloads) = this.parser.whole_data_events(data) {
+                payloads.for_each(&mut strip);
+            } else if this.parser.push(data, &mut this.events).is_ok() {
+                this.events
+                    .drain(..)
+                    .for_each(|event| strip(event.data.as_bytes()));
+            } else {
+                return Poll::Ready(Some(Ok(frame)));
             }
             if !out.is_empty() {
                 return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
@@ -392,7 +399,7 @@ mod tests {
     /// The event as the client sees it (`None` when dropped), and the usage read from it.
     fn strip(data: &str) -> (Option<String>, Option<TokenUsage>) {
         let mut out = BytesMut::new();
-        let usage = strip_usage_into(data, &mut out);
+        let usage = strip_usage_into(data.as_bytes(), &mut out);
         let text = String::from_utf8(out.to_vec()).expect("utf-8");
         let event = (!text.is_empty()).then(|| {
             text.strip_prefix("data: ")
