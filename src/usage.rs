@@ -8,6 +8,8 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use crate::json_member::{self, Member};
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenUsage {
     pub prompt: u64,
@@ -55,6 +57,73 @@ macro_rules! forward_scalars_to_zero {
 /// missing or not a non-negative integer reads as 0, and the last of repeated members wins,
 /// as `Value` lookups would have it.
 pub struct OpenAiUsage(pub TokenUsage);
+
+impl OpenAiUsage {
+    /// The counts of the usage object `json` starts with. A scan finds the three members
+    /// (`json_member`), and their numbers are read in place; anything the scan is not sure
+    /// of is read by the deserializer below, so the result is the same either way.
+    pub fn read(json: &[u8]) -> Option<TokenUsage> {
+        Self::scan(json).unwrap_or_else(|| {
+            let mut de = serde_json::Deserializer::from_slice(json);
+            OpenAiUsage::deserialize(&mut de).ok().map(|u| u.0)
+        })
+    }
+
+    /// `None` when unsure.
+    fn scan(json: &[u8]) -> Option<Option<TokenUsage>> {
+        let members = [
+            "prompt_tokens",
+            "completion_tokens",
+            "prompt_tokens_details",
+        ];
+        let [prompt, completion, details] = json_member::find_each_last(json, members);
+        let cached = match details {
+            Member::At(at) if json[at] == b'{' => {
+                let [cached] = json_member::find_each_last(&json[at..], ["cached_tokens"]);
+                count_at(&json[at..], cached)?
+            }
+            Member::At(_) | Member::Absent => 0,
+            Member::Unsure => return None,
+        };
+        Some(Some(TokenUsage {
+            prompt: count_at(json, prompt)?,
+            completion: count_at(json, completion)?,
+            cached,
+        }))
+    }
+}
+
+/// The count at a member's value, as `Count` reads it: a non-negative integer, else 0.
+/// `None` for what the scan cannot vouch for, including a number with a leading zero.
+fn count_at(json: &[u8], member: Member) -> Option<u64> {
+    let value = match member {
+        Member::At(at) => &json[at..],
+        Member::Absent => return Some(0),
+        Member::Unsure => return None,
+    };
+    let digits = value.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return Some(0);
+    }
+    if digits > 1 && value[0] == b'0' {
+        return None;
+    }
+    if let Some(b'.' | b'e' | b'E') = value.get(digits) {
+        return Some(0);
+    }
+    // Past u64 serde_json reads a float: 0 too.
+    let mut n: u64 = 0;
+    for &d in &value[..digits] {
+        let Some(next) = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(d - b'0')))
+        else {
+            return Some(0);
+        };
+        n = next;
+    }
+    Some(n)
+}
 
 #[derive(serde::Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
@@ -210,7 +279,9 @@ mod tests {
     }
 
     fn from_text(text: &str) -> Option<TokenUsage> {
-        serde_json::from_str::<OpenAiUsage>(text).ok().map(|u| u.0)
+        let typed = serde_json::from_str::<OpenAiUsage>(text).ok().map(|u| u.0);
+        assert_eq!(OpenAiUsage::read(text.as_bytes()), typed, "scanned: {text}");
+        typed
     }
 
     #[test]
@@ -222,6 +293,8 @@ mod tests {
             r#"{"prompt_tokens": 1, "prompt_tokens": 2, "prompt_tokens_details": {"cached_tokens": 5}, "prompt_tokens_details": {}}"#,
             r#"{"prompt\u005ftokens": 9, "cached_tokens": 3, "completion_tokens": {"x": [1, {"y": null}]}}"#,
             r#"{}"#,
+            r#"{"prompt_tokens": 18446744073709551616, "completion_tokens": 1e2, "prompt_tokens_details": {"cached_tokens": 0}}"#,
+            r#"{"prompt_tokens": 18446744073709551615, "completion_tokens": -0, "prompt_tokens_details": {"cached_tokens": 7, "cached_tokens": 8}}"#,
             r#"[1, 2, 3]"#,
             r#"null"#,
             r#"12"#,

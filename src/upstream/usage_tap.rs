@@ -44,8 +44,7 @@ fn usage_chunk(data: &[u8]) -> Option<TokenUsage> {
     if !no_choices.is_some_and(|rest| rest.starts_with(b"]")) {
         return None;
     }
-    let mut usage = serde_json::Deserializer::from_slice(&data[usage..]);
-    OpenAiUsage::deserialize(&mut usage).ok().map(|u| u.0)
+    OpenAiUsage::read(&data[usage..])
 }
 
 /// The one member of a JSON answer the tap reads; the rest is scanned, not built.
@@ -130,15 +129,13 @@ impl<B> UsageTap<B> {
 /// the answer read whole when the scan is unsure.
 fn json_usage(api: ErrorFormat, body: &[u8]) -> Option<TokenUsage> {
     match json_member::find(body, "usage") {
-        Member::At(at) => {
-            let mut usage = serde_json::Deserializer::from_slice(&body[at..]);
-            match api {
-                ErrorFormat::OpenAi => OpenAiUsage::deserialize(&mut usage).ok().map(|u| u.0),
-                ErrorFormat::Anthropic => {
-                    TokenUsage::from_anthropic(&Value::deserialize(&mut usage).ok()?)
-                }
+        Member::At(at) => match api {
+            ErrorFormat::OpenAi => OpenAiUsage::read(&body[at..]),
+            ErrorFormat::Anthropic => {
+                let mut usage = serde_json::Deserializer::from_slice(&body[at..]);
+                TokenUsage::from_anthropic(&Value::deserialize(&mut usage).ok()?)
             }
-        }
+        },
         Member::Absent => None,
         Member::Unsure => whole_json_usage(api, body),
     }
