@@ -203,9 +203,8 @@ fn shown_as_is(ch: char) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::logging::test_sink::Sink;
     use proptest::prelude::*;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
     use tracing_subscriber::fmt::format::DefaultFields;
 
     #[test]
@@ -226,27 +225,6 @@ mod tests {
         }
     }
 
-    /// A sink that keeps what the subscriber writes.
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Sink {
-        type Writer = Sink;
-        fn make_writer(&'a self) -> Sink {
-            self.clone()
-        }
-    }
-
     /// The line `emit` logs, with the given field formatter and no timestamp.
     fn line<N>(fields: N, ansi: bool, emit: &dyn Fn()) -> String
     where
@@ -260,8 +238,7 @@ mod tests {
             .with_writer(sink.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
-        let bytes = sink.0.lock().unwrap().clone();
-        String::from_utf8(bytes).unwrap()
+        sink.text()
     }
 
     /// The line, checked to be what `DefaultFields` writes, without and with colours.

@@ -3,13 +3,18 @@
 //!
 //! - `writer`: a buffer that a background thread writes out in batches.
 //! - `fields`: the text line's fields, as tracing-subscriber writes them but cheaper.
+//! - `json`: the JSON line, as tracing-subscriber writes it but cheaper.
 //! - `time`: the line's timestamp, with the date worked out once per second.
 
 mod fields;
+mod json;
+#[cfg(test)]
+mod test_sink;
 mod time;
 mod writer;
 
 pub use fields::TextFields;
+pub use json::JsonLines;
 pub use time::CachedSystemTime;
 pub use writer::{FlushGuard, LogWriter};
 
@@ -33,11 +38,7 @@ pub fn init(format: LogFormat) -> std::io::Result<FlushGuard> {
         .with_writer(writer);
     match format {
         LogFormat::Text => logs.init(),
-        LogFormat::Json => logs
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init(),
+        LogFormat::Json => logs.json().event_format(JsonLines::new()).init(),
     }
     Ok(guard)
 }
