@@ -18,6 +18,7 @@
 //! - `sse_parser`: a control byte, up to 7 cut bytes, then the payload. Control bits 0..=2 =
 //!   how many cut bytes follow (each one places a chunk boundary at `len * b / 255`), bit 3 =
 //!   use a small event size limit of `8 * (bits 4..=7 + 1)` bytes instead of the default.
+//!   The same chunks are also read with `whole_data_events` where it applies.
 //! - `inspect`: a control byte, then the payload. Control bits 0..=2 = where the payload goes
 //!   in a chat body (see `inspect_body`; `'0'` and `'7'` = the payload is the whole body), so
 //!   the fuzzer works on each kind of value without having to build the object around it.
@@ -424,6 +425,22 @@ pub fn sse_parser(data: &[u8]) {
         whole, chunked,
         "parsing in chunks {chunks:?} differs from parsing at once"
     );
+    // Reading whole-event chunks in place (as `UsageStrip` does) gives the same events, as
+    // long as the size limit never trips (the in-place path reads whole events only).
+    if chunked.1.is_none() {
+        let mut events = Vec::new();
+        for chunk in &chunks {
+            match parser.whole_data_events(chunk) {
+                Some(payloads) => events.extend(payloads.map(|data| SseEvent {
+                    event: None,
+                    data: String::from_utf8(data.to_vec()).expect("checked UTF-8"),
+                })),
+                None => parser.push(chunk, &mut events).expect("no limit tripped"),
+            }
+        }
+        parser.finish(&mut events);
+        assert_eq!(events, chunked.0, "in-place reading of {chunks:?} differs");
+    }
 }
 
 /// (events, the first error, whether a partial event was left) for one stream; the parser

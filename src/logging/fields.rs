@@ -58,16 +58,19 @@ impl Visitor<'_> {
         self.result.is_ok().then_some(())
     }
 
-    /// What is not written here (messages, `Debug` and `Display` values, floats, errors)
-    /// goes to `DefaultVisitor` itself, on the same line.
-    fn delegate(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+    /// What is not written here (the message, errors, anything on a terminal) goes to
+    /// `DefaultVisitor` itself, on the same line.
+    fn delegate(&mut self, field: &Field, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
         if self.result.is_err() {
             return;
         }
         let mut default = DefaultVisitor::new(self.writer.by_ref(), self.first);
         record(&mut default);
         self.result = default.finish();
-        self.first = false;
+        // It writes nothing, not even the separator, for the `log.` fields it skips.
+        if !field.name().starts_with("log.") {
+            self.first = false;
+        }
     }
 }
 
@@ -77,7 +80,7 @@ impl Visitor<'_> {
 macro_rules! record {
     ($self:ident, $field:ident, $delegate:expr, $write:expr) => {
         if $field.name() == "message" || $self.writer.has_ansi_escapes() {
-            $self.delegate($delegate);
+            $self.delegate($field, $delegate);
         } else if $self.named($field).is_some() {
             $self.result = $write;
         }
@@ -119,7 +122,7 @@ impl Visit for Visitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.delegate(|d| d.record_error(field, value));
+        self.delegate(field, |d| d.record_error(field, value));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
