@@ -49,11 +49,13 @@ fn is_withheld_from_upstream(name: &HeaderName) -> bool {
 
 /// Copies the client's headers that may go upstream into `out`.
 pub fn copy_request_headers(client: &HeaderMap, out: &mut HeaderMap) {
+    // Most requests have no `Connection` header to list names in: then none is looked up.
+    let has_connection = client.contains_key(header::CONNECTION);
     for (name, value) in client {
-        if !is_hop_by_hop(name)
-            && !is_withheld_from_upstream(name)
-            && !listed_in_connection(client, name)
-        {
+        let stays = is_hop_by_hop(name)
+            || is_withheld_from_upstream(name)
+            || (has_connection && listed_in_connection(client, name));
+        if !stays {
             out.append(name, value.clone());
         }
     }
@@ -61,13 +63,15 @@ pub fn copy_request_headers(client: &HeaderMap, out: &mut HeaderMap) {
 
 /// Strips the upstream response headers that must not reach the client, in place.
 pub fn strip_response_headers(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|n| listed_in_connection(headers, n))
-        .cloned()
-        .collect();
-    for name in listed {
-        headers.remove(&name);
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .keys()
+            .filter(|n| listed_in_connection(headers, n))
+            .cloned()
+            .collect();
+        for name in listed {
+            headers.remove(&name);
+        }
     }
     for name in [
         header::CONNECTION,
