@@ -228,6 +228,9 @@ pub struct UsageStrip<B> {
     parser: SseParser,
     events: Vec<SseEvent>,
     usage: Arc<UsageCell>,
+    /// One buffer for every outgoing frame: each is split off it, and once the server has
+    /// written and dropped a frame, its space is taken back instead of allocated anew.
+    out: BytesMut,
 }
 
 impl<B> UsageStrip<B> {
@@ -237,6 +240,7 @@ impl<B> UsageStrip<B> {
             parser: SseParser::new(),
             events: Vec::new(),
             usage,
+            out: BytesMut::new(),
         }
     }
 }
@@ -304,10 +308,12 @@ where
             let Some(data) = frame.data_ref() else {
                 continue;
             };
-            let mut out = BytesMut::with_capacity(data.len());
+            let out = &mut this.out;
+            out.reserve(data.len());
+            let usage = &this.usage;
             let mut strip = |payload: &[u8]| {
-                if let Some(counts) = strip_usage_into(payload, &mut out) {
-                    this.usage.set(counts);
+                if let Some(counts) = strip_usage_into(payload, out) {
+                    usage.set(counts);
                 }
             };
             // Frames of whole events are read in place; anything else goes through the
@@ -321,8 +327,8 @@ where
             } else {
                 return Poll::Ready(Some(Ok(frame)));
             }
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+            if !this.out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(this.out.split().freeze()))));
             }
         }
     }
