@@ -48,11 +48,15 @@ impl Visitor<'_> {
         if self.result.is_err() || name.starts_with("log.") {
             return None;
         }
-        if !std::mem::replace(&mut self.first, false) {
-            self.result = self.writer.write_char(' ');
-        }
+        let separator = if std::mem::replace(&mut self.first, false) {
+            ""
+        } else {
+            " "
+        };
         let name = name.strip_prefix("r#").unwrap_or(name);
-        self.result = std::mem::replace(&mut self.result, Ok(()))
+        self.result = self
+            .writer
+            .write_str(separator)
             .and_then(|()| self.writer.write_str(name))
             .and_then(|()| self.writer.write_char('='));
         self.result.is_ok().then_some(())
