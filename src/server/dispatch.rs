@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use hyper::body::Incoming;
 
-use super::guard;
-use super::routes::{Route, Routing, route};
+use super::guard::{self, Admitted};
+use super::routes::{ApiRoute, Route, Routing, route};
 use super::{AppState, admin, chat, error_format, messages, metrics_endpoint, models, status};
-use crate::error::{ApiError, ErrorFormat, truncate_for_message};
+use crate::error::{ApiError, truncate_for_message};
 use crate::request_id;
 
 /// keyrelay's HTTP service, cloned into every connection.
@@ -70,21 +70,9 @@ pub async fn serve(state: Arc<AppState>, req: Request) -> Response {
 
 async fn endpoint(to: Route, state: Arc<AppState>, req: Request, id: HeaderValue) -> Response {
     match to {
-        Route::ChatCompletions => match guard::admit(&state, req.headers()) {
-            Ok(admitted) => chat::chat_completions(state, req, admitted, id).await,
-            Err(refused) => refused.into_response_for(ErrorFormat::OpenAi),
-        },
-        Route::Messages => match guard::admit(&state, req.headers()) {
-            Ok(admitted) => messages::messages(state, req, admitted, id).await,
-            Err(refused) => refused.into_response_for(ErrorFormat::Anthropic),
-        },
-        Route::CountTokens => match guard::admit(&state, req.headers()) {
-            Ok(admitted) => messages::count_tokens(state, req, admitted, id).await,
-            Err(refused) => refused.into_response_for(ErrorFormat::Anthropic),
-        },
-        Route::Models => match guard::admit(&state, req.headers()) {
-            Ok(_admitted) => models::list(&state),
-            Err(refused) => refused.into_response_for(ErrorFormat::OpenAi),
+        Route::Api(api) => match guard::admit(&state, req.headers()) {
+            Ok(admitted) => api_endpoint(api, state, req, admitted, id).await,
+            Err(refused) => refused.into_response_for(api.error_format()),
         },
         Route::Health => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
         Route::AdminKeys => admin::keys(State(state), req).await,
@@ -94,5 +82,21 @@ async fn endpoint(to: Route, state: Arc<AppState>, req: Request, id: HeaderValue
         }
         Route::Metrics => metrics_endpoint::render(State(state), req.into_parts().0.headers).await,
         Route::Status => status::page(State(state), req.into_parts().0.headers).await,
+    }
+}
+
+async fn api_endpoint(
+    api: ApiRoute,
+    state: Arc<AppState>,
+    req: Request,
+    admitted: Admitted,
+    id: HeaderValue,
+) -> Response {
+    match api {
+        ApiRoute::ChatCompletions => chat::chat_completions(state, req, admitted, id).await,
+        ApiRoute::Messages => messages::messages(state, req, admitted, id).await,
+        ApiRoute::CountTokens => messages::count_tokens(state, req, admitted, id).await,
+        // Its slot is given back with the answer, which is ready at once.
+        ApiRoute::Models => models::list(&state),
     }
 }

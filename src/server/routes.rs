@@ -9,18 +9,36 @@
 
 use http::Method;
 
+use crate::error::ErrorFormat;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    ChatCompletions,
-    Messages,
-    CountTokens,
-    Models,
+    /// Behind the gate (client token, in-flight limit).
+    Api(ApiRoute),
     Health,
     AdminKeys,
     /// `POST /admin/keys/{label}/reset`, with the label percent-decoded.
     AdminReset(String),
     Metrics,
     Status,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiRoute {
+    ChatCompletions,
+    Messages,
+    CountTokens,
+    Models,
+}
+
+impl ApiRoute {
+    /// The envelope its errors, the gate's refusals included, come in.
+    pub fn error_format(self) -> ErrorFormat {
+        match self {
+            ApiRoute::ChatCompletions | ApiRoute::Models => ErrorFormat::OpenAi,
+            ApiRoute::Messages | ApiRoute::CountTokens => ErrorFormat::Anthropic,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -38,10 +56,12 @@ const POST: &str = "POST";
 
 pub fn route(method: &Method, path: &str) -> Routing {
     let (route, allow) = match path {
-        "/v1/chat/completions" | "/chat/completions" => (Route::ChatCompletions, POST),
-        "/v1/messages" => (Route::Messages, POST),
-        "/v1/messages/count_tokens" => (Route::CountTokens, POST),
-        "/v1/models" | "/models" => (Route::Models, GET),
+        "/v1/chat/completions" | "/chat/completions" => {
+            (Route::Api(ApiRoute::ChatCompletions), POST)
+        }
+        "/v1/messages" => (Route::Api(ApiRoute::Messages), POST),
+        "/v1/messages/count_tokens" => (Route::Api(ApiRoute::CountTokens), POST),
+        "/v1/models" | "/models" => (Route::Api(ApiRoute::Models), GET),
         "/health" => (Route::Health, GET),
         "/admin/keys" => (Route::AdminKeys, GET),
         "/metrics" => (Route::Metrics, GET),
@@ -84,23 +104,29 @@ mod tests {
         let found = |m: Method, p: &str| route(&m, p);
         assert_eq!(
             found(Method::POST, "/v1/chat/completions"),
-            Routing::Found(Route::ChatCompletions)
+            Routing::Found(Route::Api(ApiRoute::ChatCompletions))
         );
         assert_eq!(
             found(Method::POST, "/chat/completions"),
-            Routing::Found(Route::ChatCompletions)
+            Routing::Found(Route::Api(ApiRoute::ChatCompletions))
         );
         assert_eq!(
             found(Method::POST, "/v1/messages"),
-            Routing::Found(Route::Messages)
+            Routing::Found(Route::Api(ApiRoute::Messages))
         );
         assert_eq!(
             found(Method::POST, "/v1/messages/count_tokens"),
-            Routing::Found(Route::CountTokens)
+            Routing::Found(Route::Api(ApiRoute::CountTokens))
         );
         for path in ["/v1/models", "/models"] {
-            assert_eq!(found(Method::GET, path), Routing::Found(Route::Models));
-            assert_eq!(found(Method::HEAD, path), Routing::Found(Route::Models));
+            assert_eq!(
+                found(Method::GET, path),
+                Routing::Found(Route::Api(ApiRoute::Models))
+            );
+            assert_eq!(
+                found(Method::HEAD, path),
+                Routing::Found(Route::Api(ApiRoute::Models))
+            );
         }
         assert_eq!(found(Method::GET, "/health"), Routing::Found(Route::Health));
         assert_eq!(
