@@ -258,7 +258,8 @@ impl SseParser {
 /// response. The result is always valid UTF-8, so the JSON parser downstream sees no
 /// encoding errors either. Valid input (the normal case) is moved, not copied.
 /// Whether `chunk` is one or more `data: <payload>\n\n` events, payloads without line
-/// ends, all in valid UTF-8.
+/// ends, all in valid UTF-8. A pass of its own (`DataPayloads` walks the events again):
+/// the answer is needed before any event is handed out, and the walk is two `memchr`s.
 fn is_whole_data_events(chunk: &[u8]) -> bool {
     let mut rest = chunk;
     while !rest.is_empty() {
