@@ -93,10 +93,29 @@ fn chat_body(size: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The same with source code for content: an escape every few bytes (`\n`, `\"`, `\\`).
+fn code_body(size: usize) -> Vec<u8> {
+    let line = r#"    if (s[i] == '\\') {\n        out.push_str(\"\\\\\");\n    }\n"#;
+    let mut text = String::with_capacity(size);
+    while text.len() < size.saturating_sub(200) {
+        text.push_str(line);
+    }
+    format!(
+        r#"{{"messages":[{{"role":"user","content":"{text}"}}],"model":"gpt-4o-mini","stream":true}}"#
+    )
+    .into_bytes()
+}
+
 fn inspection(c: &mut Criterion) {
     let mut g = c.benchmark_group("inspect");
-    for (name, size) in [("1KB", 1 << 10), ("100KB", 100 << 10), ("10MB", 10 << 20)] {
-        let body = chat_body(size);
+    let bodies = [
+        ("1KB", chat_body(1 << 10)),
+        ("100KB", chat_body(100 << 10)),
+        ("10MB", chat_body(10 << 20)),
+        ("10MB_code", code_body(10 << 20)),
+    ];
+    for (name, body) in bodies {
+        let size = body.len();
         let parsed = ChatRequest::parse(&body).unwrap_or_else(|e| panic!("bench body: {e:?}"));
         assert_eq!(parsed.model, "gpt-4o-mini");
         assert!(parsed.stream);

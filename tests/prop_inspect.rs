@@ -104,6 +104,44 @@ fn token_soup() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|picks| picks.iter().flat_map(|&n| TOKENS[n].bytes()).collect())
 }
 
+/// The inside of a long string: runs of backslashes of every length, escapes good and bad,
+/// quotes and control characters, across many 64-byte blocks of the walk's string scan.
+fn escape_heavy() -> impl Strategy<Value = Vec<u8>> {
+    const PIECES: &[&str] = &[
+        "a",
+        "abcdefghijklmnopqrstuvwxyz",
+        "\\\\",
+        "\\",
+        "\\\\\\",
+        "\\\\\\\\",
+        "\\n",
+        "\\t",
+        "\\\"",
+        "\\r",
+        "\\/",
+        "\\b",
+        "\\f",
+        "\\u00e9",
+        "\\ud83d\\ude00",
+        "\\ud800",
+        "\\u12",
+        "\\x",
+        "\\\u{1}",
+        "\u{1}",
+        "\u{1f}",
+        "\"",
+        "é",
+        "n",
+        "t",
+    ];
+    // Mostly good pieces, so that many strings end at their closing quote.
+    let piece = prop_oneof![
+        12 => 0..14usize,
+        1 => 0..PIECES.len(),
+    ];
+    vec(piece, 0..200).prop_map(|picks| picks.iter().flat_map(|&n| PIECES[n].bytes()).collect())
+}
+
 /// A body that starts as an object with the chat fields, so most soups reach the walk.
 fn chat_soup() -> impl Strategy<Value = Vec<u8>> {
     (token_soup(), any::<bool>()).prop_map(|(soup, with_messages)| {
@@ -271,6 +309,24 @@ proptest! {
     fn token_sequences(soup in token_soup(), chat in chat_soup()) {
         assert_same(&soup)?;
         assert_same(&chat)?;
+    }
+
+    #[test]
+    fn long_strings_with_escapes(
+        inside in escape_heavy(),
+        offset in 0usize..64,
+        role in 0..3,
+    ) {
+        // Shifted by `offset` so that escapes fall on every place of a block; as a raw
+        // value (inspected member), a decoded value (other member) and a key.
+        let pad = "p".repeat(offset);
+        let inside = String::from_utf8_lossy(&inside);
+        let body = match role {
+            0 => format!(r#"{{"{pad}":0,"model":"m","messages":[{{"content":"{inside}"}}]}}"#),
+            1 => format!(r#"{{"{pad}":0,"model":"m","messages":[],"x":"{inside}"}}"#),
+            _ => format!(r#"{{"{pad}":0,"model":"m","messages":[],"{inside}":1}}"#),
+        };
+        assert_same(body.as_bytes())?;
     }
 
     #[test]
