@@ -12,6 +12,7 @@
 //! - `reverse`: the other direction for `/v1/messages` on OpenAI upstreams (C.10).
 //! - `errors`: error envelopes and rate-limit headers across formats (C.11).
 
+mod borrowed;
 pub mod errors;
 pub mod request;
 pub mod response;

@@ -32,6 +32,8 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
+
+use super::borrowed::opt_str;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -58,6 +60,10 @@ pub struct AnthropicToOpenAi {
     model: String,
     /// The role chunk has been written.
     started: bool,
+    /// `{"id":…,"object":…,"created":…,"model":…,"choices":`, the part every content chunk
+    /// repeats, serialized once when the role chunk fixes `id` and `model`: escaping the same
+    /// strings for every chunk was a tenth of a translated stream's instructions.
+    head: Vec<u8>,
     /// `message_stop` or an error was handled: everything after is ignored.
     done: bool,
     /// The OpenAI index of the next tool call: tool calls count 0, 1, … among themselves,
@@ -142,6 +148,7 @@ impl AnthropicToOpenAi {
             id: format!("chatcmpl-{created}"),
             model: model.to_owned(),
             started: false,
+            head: Vec::new(),
             done: false,
             next_tool: 0,
             open_tools: Vec::new(),
@@ -172,6 +179,7 @@ impl AnthropicToOpenAi {
     fn ensure_started(&mut self, out: &mut BytesMut) {
         if !self.started {
             self.started = true;
+            self.head = self.chunk_head();
             let delta = OutDelta {
                 role: Some("assistant"),
                 content: Some(""),
@@ -347,6 +355,26 @@ impl AnthropicToOpenAi {
         } else {
             UsageSlot::Absent
         };
+        if !self.head.is_empty() {
+            // The same bytes as the `Chunk` below: its head, then the rest of its fields.
+            let start = out.len();
+            out.extend_from_slice(b"data: ");
+            out.extend_from_slice(&self.head);
+            match serde_json::to_writer((&mut *out).writer(), &choices) {
+                Ok(()) => {
+                    let tail: &[u8] = match usage {
+                        UsageSlot::Null => b",\"usage\":null}\n\n",
+                        _ => b"}\n\n",
+                    };
+                    out.extend_from_slice(tail);
+                }
+                Err(e) => {
+                    out.truncate(start);
+                    tracing::error!(error = %e, "could not serialize an OpenAI stream chunk");
+                }
+            }
+            return;
+        }
         self.write_frame(
             out,
             &Chunk {
@@ -358,6 +386,24 @@ impl AnthropicToOpenAi {
                 usage,
             },
         );
+    }
+
+    /// The serialized start of every chunk, up to and with `"choices":`; empty if the
+    /// serializer fails (never, with these types), and then chunks are serialized whole.
+    fn chunk_head(&self) -> Vec<u8> {
+        let head = ChunkHead {
+            id: &self.id,
+            object: CHUNK_OBJECT,
+            created: self.created,
+            model: &self.model,
+        };
+        let Ok(mut bytes) = serde_json::to_vec(&head) else {
+            return Vec::new();
+        };
+        // `{…}` → `{…,"choices":`
+        bytes.pop();
+        bytes.extend_from_slice(b",\"choices\":");
+        bytes
     }
 
     /// Appends `data: <compact json>\n\n`.
@@ -476,7 +522,7 @@ fn is_non_empty_object(raw: &RawValue) -> bool {
 
 #[derive(Deserialize)]
 struct Incoming<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
     index: Option<u64>,
     #[serde(borrow)]
@@ -492,22 +538,22 @@ struct Incoming<'a> {
 
 #[derive(Deserialize)]
 struct StartMessage<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     model: Option<Cow<'a, str>>,
     usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
 struct Block<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     text: Option<Cow<'a, str>>,
     #[serde(borrow)]
     input: Option<&'a RawValue>,
@@ -515,13 +561,13 @@ struct Block<'a> {
 
 #[derive(Deserialize)]
 struct InDelta<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     text: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     partial_json: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     stop_reason: Option<Cow<'a, str>>,
 }
 
@@ -535,9 +581,9 @@ struct Usage {
 
 #[derive(Deserialize, Default)]
 struct ErrorBody<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "opt_str")]
     kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     message: Option<Cow<'a, str>>,
 }
 
@@ -552,6 +598,15 @@ struct Chunk<'a> {
     choices: &'a [Choice<'a>],
     #[serde(skip_serializing_if = "UsageSlot::is_absent")]
     usage: UsageSlot<'a>,
+}
+
+/// `Chunk`'s first four fields, serialized once per stream (`chunk_head`).
+#[derive(Serialize)]
+struct ChunkHead<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
 }
 
 /// `usage` is absent without `include_usage`, `null` on content chunks with it, and the

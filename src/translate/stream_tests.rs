@@ -986,3 +986,66 @@ proptest! {
         prop_assert_eq!(deltas(&whole).first().cloned(), Some(json!({"role": "assistant", "content": ""})));
     }
 }
+
+/// Chunks written after the role chunk start from the pre-serialized head; they must be the
+/// very bytes of the whole `Chunk` serialized, whatever the id and model hold.
+#[test]
+fn chunks_from_the_cached_head_are_the_whole_chunk_serialized() {
+    for (id, model) in [
+        ("msg_1", "claude"),
+        ("q\"uote\\back", "caf\u{e9} \u{1}\u{7f}\u{2028}😀"),
+        ("", ""),
+    ] {
+        for include_usage in [false, true] {
+            let mut t = AnthropicToOpenAi::new(include_usage, CREATED, model);
+            t.id = format!("chatcmpl-{id}");
+            let mut role = BytesMut::new();
+            t.ensure_started(&mut role);
+            assert!(!t.head.is_empty());
+            let call = || ToolCallChunk {
+                index: 2,
+                id: Some("call\"1"),
+                kind: Some("function"),
+                function: FunctionChunk {
+                    name: Some("get\\weather"),
+                    arguments: "{\"a\":1}",
+                },
+            };
+            let deltas: Vec<(OutDelta<'_>, Option<&str>)> = vec![
+                (
+                    OutDelta {
+                        content: Some("line\n\"two\" \u{e9}"),
+                        ..OutDelta::default()
+                    },
+                    None,
+                ),
+                (
+                    OutDelta {
+                        tool_calls: Some([call()]),
+                        ..OutDelta::default()
+                    },
+                    None,
+                ),
+                (OutDelta::default(), Some("stop")),
+            ];
+            for (delta, finish) in deltas {
+                let mut cached = BytesMut::new();
+                let again = OutDelta {
+                    role: delta.role,
+                    content: delta.content,
+                    tool_calls: delta.tool_calls.as_ref().map(|_| [call()]),
+                };
+                t.write_chunk(&mut cached, delta, finish);
+                let head = std::mem::take(&mut t.head);
+                let mut whole = BytesMut::new();
+                t.write_chunk(&mut whole, again, finish);
+                t.head = head;
+                assert_eq!(
+                    String::from_utf8_lossy(&cached),
+                    String::from_utf8_lossy(&whole),
+                    "id {id:?}, model {model:?}, include_usage {include_usage}"
+                );
+            }
+        }
+    }
+}

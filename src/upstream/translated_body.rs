@@ -15,12 +15,19 @@ use crate::translate::sse::SseParser;
 use crate::translate::{SseEvent, StreamTranslator};
 use crate::usage::{TokenUsage, UsageCell};
 
+/// Room reserved beyond an upstream frame's length for its translation.
+const FRAME_SLACK: usize = 512;
+
 pub struct TranslatedBody<B, T> {
     upstream: B,
     usage: Arc<UsageCell>,
     parser: SseParser,
     translator: T,
     events: Vec<SseEvent>,
+    /// Every outgoing frame is split off this one buffer, whose space comes back once the
+    /// server has written the frame: one allocation per stream instead of a growing buffer
+    /// per frame.
+    out: BytesMut,
     done: bool,
 }
 
@@ -33,6 +40,7 @@ impl<B, T> TranslatedBody<B, T> {
             parser: SseParser::new(),
             translator,
             events: Vec::new(),
+            out: BytesMut::new(),
             done: false,
         }
     }
@@ -58,31 +66,34 @@ where
             if this.done {
                 return Poll::Ready(None);
             }
-            let mut out = BytesMut::new();
+            let out = &mut this.out;
             match ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers carry nothing for the client
                     };
+                    // A translated event is about as long as the original; room for a few
+                    // more bytes each saves growing the buffer event by event.
+                    out.reserve(data.len() + FRAME_SLACK);
                     if let Err(e) = this.parser.push(&data, &mut this.events) {
-                        this.translator.on_error(&e.to_string(), &mut out);
+                        this.translator.on_error(&e.to_string(), out);
                         this.done = true;
                     }
                     for event in this.events.drain(..) {
-                        this.translator.on_event(&event, &mut out);
+                        this.translator.on_event(&event, out);
                     }
                 }
                 Some(Err(e)) => {
                     this.translator
-                        .on_error(&format!("upstream stream failed: {e}"), &mut out);
+                        .on_error(&format!("upstream stream failed: {e}"), out);
                     this.done = true;
                 }
                 None => {
                     this.parser.finish(&mut this.events);
                     for event in this.events.drain(..) {
-                        this.translator.on_event(&event, &mut out);
+                        this.translator.on_event(&event, out);
                     }
-                    this.translator.on_end(&mut out);
+                    this.translator.on_end(out);
                     this.done = true;
                 }
             }
@@ -96,7 +107,7 @@ where
                 this.usage.set(usage);
             }
             if !out.is_empty() {
-                return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                return Poll::Ready(Some(Ok(Frame::data(out.split().freeze()))));
             }
         }
     }
