@@ -4,6 +4,7 @@
 #
 #   bash scripts/callgrind.sh                 # non-streaming passthrough, 2,000 requests
 #   bash scripts/callgrind.sh stream          # 8-chunk streams
+#   bash scripts/callgrind.sh translated      # 8-chunk streams from an Anthropic key
 #   LOG_FORMAT=json bash scripts/callgrind.sh # with JSON log lines
 #
 # Installs valgrind (apt-get) and oha (cargo) when missing. User-space work only.
@@ -11,6 +12,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-plain}
 N=${2:-2000}
+STREAM=false; MODEL=m
+case "$MODE" in
+  plain) ;;
+  stream) STREAM=true ;;
+  translated) STREAM=true; MODEL=c ;;
+  *) echo "usage: $0 [plain|stream|translated] [N]" >&2; exit 2 ;;
+esac
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 command -v oha >/dev/null || cargo install --locked oha
 cargo build --release --bins -q
@@ -19,14 +27,14 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$DIR"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 MOCK=$(free_port); PROXY=$(free_port)
 target/release/keyrelay-mock --port "$MOCK" >"$DIR/mock.log" 2>&1 &
-LLM_KEYS='[{"api_key":"k1","model":"m","provider":"openai","base_url":"http://127.0.0.1:'$MOCK'/v1"}]' \
+LLM_KEYS='[{"api_key":"k1","model":"m","provider":"openai","base_url":"http://127.0.0.1:'$MOCK'/v1"},
+  {"api_key":"a1","model":"c","provider":"anthropic","base_url":"http://127.0.0.1:'$MOCK'"}]' \
   RUST_LOG=keyrelay=info KEYRELAY_LOG_FORMAT=${LOG_FORMAT:-text} \
   valgrind --tool=callgrind --callgrind-out-file="$DIR/cg.out" \
   target/release/keyrelay --port "$PROXY" >"$DIR/proxy.log" 2>"$DIR/proxy.err" &
 VG=$!
 for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PROXY/health" && break; sleep 0.2; done
-STREAM=false; [ "$MODE" = stream ] && STREAM=true
-BODY='{"model":"m","messages":[{"role":"user","content":"one two three four five six"}],"stream":'$STREAM'}'
+BODY='{"model":"'$MODEL'","messages":[{"role":"user","content":"one two three four five six"}],"stream":'$STREAM'}'
 load() { oha --no-tui -n "$1" -c 4 -m POST -T application/json -d "$BODY" "http://127.0.0.1:$PROXY/v1/chat/completions"; }
 load 200 >/dev/null                      # warm up: connections, caches
 callgrind_control -z "$VG" >/dev/null 2>&1    # count from here
