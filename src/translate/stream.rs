@@ -32,13 +32,12 @@
 use std::borrow::Cow;
 
 use bytes::{BufMut, BytesMut};
-
-use super::borrowed::opt_str;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::borrowed::opt_str;
 use super::response::{finish_reason, openai_usage};
 use super::{SseEvent, StreamTranslator};
 
@@ -293,7 +292,7 @@ impl AnthropicToOpenAi {
         self.write_chunk(out, OutDelta::default(), Some(reason));
         if self.include_usage {
             let usage = openai_usage(&self.usage.to_anthropic());
-            self.write_frame(
+            write_value(
                 out,
                 &Chunk {
                     id: &self.id,
@@ -313,7 +312,7 @@ impl AnthropicToOpenAi {
     /// follow, so the error cannot be mistaken for a completed response.
     fn fail(&mut self, out: &mut BytesMut, kind: &str, message: &str) {
         self.done = true;
-        self.write_frame(
+        write_value(
             out,
             &ErrorFrame {
                 error: ErrorPayload {
@@ -355,37 +354,27 @@ impl AnthropicToOpenAi {
         } else {
             UsageSlot::Absent
         };
-        if !self.head.is_empty() {
-            // The same bytes as the `Chunk` below: its head, then the rest of its fields.
-            let start = out.len();
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&self.head);
-            match serde_json::to_writer((&mut *out).writer(), &choices) {
-                Ok(()) => {
-                    let tail: &[u8] = match usage {
-                        UsageSlot::Null => b",\"usage\":null}\n\n",
-                        _ => b"}\n\n",
-                    };
-                    out.extend_from_slice(tail);
-                }
-                Err(e) => {
-                    out.truncate(start);
-                    tracing::error!(error = %e, "could not serialize an OpenAI stream chunk");
-                }
-            }
-            return;
-        }
-        self.write_frame(
-            out,
-            &Chunk {
+        if self.head.is_empty() {
+            let chunk = Chunk {
                 id: &self.id,
                 object: CHUNK_OBJECT,
                 created: self.created,
                 model: &self.model,
                 choices: &choices,
                 usage,
-            },
-        );
+            };
+            return write_value(out, &chunk);
+        }
+        // The same bytes as the whole `Chunk`: its head, then the rest of its fields.
+        write_frame(out, |out| {
+            out.extend_from_slice(&self.head);
+            serde_json::to_writer((&mut *out).writer(), &choices)?;
+            out.extend_from_slice(match usage {
+                UsageSlot::Null => b",\"usage\":null}",
+                _ => b"}",
+            });
+            Ok(())
+        });
     }
 
     /// The serialized start of every chunk, up to and with `"choices":`; empty if the
@@ -405,21 +394,26 @@ impl AnthropicToOpenAi {
         bytes.extend_from_slice(b",\"choices\":");
         bytes
     }
+}
 
-    /// Appends `data: <compact json>\n\n`.
-    fn write_frame<T: Serialize>(&self, out: &mut BytesMut, value: &T) {
-        let start = out.len();
-        out.extend_from_slice(b"data: ");
-        match serde_json::to_writer((&mut *out).writer(), value) {
-            Ok(()) => out.extend_from_slice(b"\n\n"),
-            Err(e) => {
-                // Unreachable with these types (string keys, no fallible fields); never
-                // leave half a frame behind.
-                out.truncate(start);
-                tracing::error!(error = %e, "could not serialize an OpenAI stream chunk");
-            }
+/// Appends `data: <what json writes>\n\n`.
+fn write_frame(out: &mut BytesMut, json: impl FnOnce(&mut BytesMut) -> serde_json::Result<()>) {
+    let start = out.len();
+    out.extend_from_slice(b"data: ");
+    match json(out) {
+        Ok(()) => out.extend_from_slice(b"\n\n"),
+        Err(e) => {
+            // Unreachable with these types (string keys, no fallible fields); never leave
+            // half a frame behind.
+            out.truncate(start);
+            tracing::error!(error = %e, "could not serialize an OpenAI stream chunk");
         }
     }
+}
+
+/// `write_frame` of one value serialized whole.
+fn write_value<T: Serialize>(out: &mut BytesMut, value: &T) {
+    write_frame(out, |out| serde_json::to_writer(out.writer(), value));
 }
 
 impl StreamTranslator for AnthropicToOpenAi {
