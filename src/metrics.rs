@@ -6,7 +6,7 @@
 //! unknown model is counted under `model="-"` and never creates a series.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -53,7 +53,7 @@ pub struct EndpointLabels {
     pub endpoint: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
     pub key: &'static str,
     pub model: &'static str,
@@ -63,6 +63,8 @@ pub struct TokenLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Each endpoint's histograms, memoized (`Memo`).
+    endpoints: Memo<&'static str, EndpointSeries>,
     pub requests: Family<RequestLabels, Counter>,
     pub attempts: Family<AttemptLabels, Counter>,
     pub retries: Family<ModelLabels, Counter>,
@@ -155,6 +157,7 @@ impl Default for Metrics {
         );
         Metrics {
             registry,
+            endpoints: Memo::default(),
             requests,
             attempts,
             retries,
@@ -171,6 +174,70 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Runs `record` with `endpoint`'s histograms.
+    pub fn endpoint<R>(
+        &self,
+        endpoint: &'static str,
+        record: impl FnOnce(&EndpointSeries) -> R,
+    ) -> R {
+        let labels = EndpointLabels { endpoint };
+        self.endpoints.with(
+            endpoint,
+            || EndpointSeries {
+                duration: self.duration.get_or_create(&labels).clone(),
+                ttfb: self.ttfb.get_or_create(&labels).clone(),
+                overhead: self.overhead.get_or_create(&labels).clone(),
+            },
+            record,
+        )
+    }
+
+    /// Counts an attempt by `key` that ended in `outcome`.
+    pub fn attempt(&self, key: &KeyLabels, series: &KeySeries, outcome: &'static str) {
+        let labels = || AttemptLabels {
+            key: key.key,
+            model: key.model,
+            outcome,
+        };
+        series.attempts.with(
+            outcome,
+            || self.attempts.get_or_create(&labels()).clone(),
+            Counter::inc,
+        );
+    }
+
+    /// Counts a request whose answer came from `key` (`served`) or from keyrelay itself.
+    pub fn request(&self, labels: RequestLabels, served: Option<&KeySeries>) {
+        let series = || self.requests.get_or_create(&labels).clone();
+        match served {
+            Some(s) => s.requests.with(
+                (labels.model, labels.endpoint, labels.status_class),
+                series,
+                Counter::inc,
+            ),
+            None => self.requests.get_or_create(&labels).inc(),
+        };
+    }
+
+    /// Adds the prompt, completion and cached tokens of a request answered by `served`.
+    pub fn tokens(&self, labels: TokenLabels, served: Option<&KeySeries>, counts: [u64; 3]) {
+        let make = || {
+            TOKEN_KINDS.map(|kind| {
+                let labels = TokenLabels { kind, ..labels };
+                self.tokens.get_or_create(&labels).clone()
+            })
+        };
+        let add = |counters: &[Counter; 3]| {
+            for (counter, n) in counters.iter().zip(counts) {
+                counter.inc_by(n);
+            }
+        };
+        match served {
+            Some(s) => s.tokens.with((labels.model, labels.caller), make, add),
+            None => add(&make()),
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -202,5 +269,165 @@ pub fn status_class(status: u16) -> &'static str {
         300..=399 => "3xx",
         400..=499 => "4xx",
         _ => "5xx",
+    }
+}
+
+/// The `kind` label of the token counters, in the order `Metrics::tokens` takes counts.
+pub const TOKEN_KINDS: [&str; 3] = ["prompt", "completion", "cached"];
+
+/// One endpoint's latency histograms.
+pub struct EndpointSeries {
+    pub duration: Histogram,
+    pub ttfb: Histogram,
+    pub overhead: Histogram,
+}
+
+/// One key's series, memoized as they are first recorded.
+#[derive(Default)]
+pub struct KeySeries {
+    /// By outcome.
+    attempts: Memo<&'static str, Counter>,
+    /// By (model, endpoint, status class) of the requests this key answered.
+    requests: Memo<(&'static str, &'static str, &'static str), Counter>,
+    /// By (model, caller): prompt, completion and cached tokens.
+    tokens: Memo<(&'static str, &'static str), [Counter; 3]>,
+}
+
+impl std::fmt::Debug for KeySeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeySeries")
+    }
+}
+
+/// Series handles kept beside the labels they belong to, found by a scan of a few slots.
+///
+/// A family lookup takes the family's lock and hashes the whole label set (about 600
+/// instructions; a request records eight series). A handle shares its series, so once
+/// memoized, recording is an atomic add. Slots fill once and are never replaced; when all
+/// are taken (more label sets than `SLOTS`), `make` is asked every time, which is the family
+/// lookup it saves in the common case.
+pub struct Memo<K, V, const SLOTS: usize = 8> {
+    slots: [OnceLock<(K, V)>; SLOTS],
+}
+
+impl<K, V, const SLOTS: usize> Default for Memo<K, V, SLOTS> {
+    fn default() -> Self {
+        Memo {
+            slots: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+impl<K: PartialEq + Copy, V, const SLOTS: usize> Memo<K, V, SLOTS> {
+    /// Runs `f` with the value kept for `key`, made by `make` the first time.
+    pub fn with<R>(&self, key: K, make: impl Fn() -> V, f: impl FnOnce(&V) -> R) -> R {
+        for slot in &self.slots {
+            // Another thread may fill this slot first, with another key: then look on.
+            let (k, v) = slot.get_or_init(|| (key, make()));
+            if *k == key {
+                return f(v);
+            }
+        }
+        f(&make())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn memo_makes_each_value_once_and_finds_it_by_key() {
+        let memo: Memo<&str, String, 4> = Memo::default();
+        let made = Cell::new(0);
+        let get = |k: &'static str| {
+            memo.with(
+                k,
+                || {
+                    made.set(made.get() + 1);
+                    k.to_uppercase()
+                },
+                String::clone,
+            )
+        };
+        assert_eq!(get("a"), "A");
+        assert_eq!(get("b"), "B");
+        assert_eq!(get("a"), "A");
+        assert_eq!(get("b"), "B");
+        assert_eq!(made.get(), 2);
+    }
+
+    #[test]
+    fn memo_past_its_slots_makes_the_value_every_time() {
+        let memo: Memo<u32, u32, 2> = Memo::default();
+        let made = Cell::new(0);
+        let get = |k| {
+            memo.with(
+                k,
+                || {
+                    made.set(made.get() + 1);
+                    k * 10
+                },
+                |v| *v,
+            )
+        };
+        assert_eq!(
+            [get(1), get(2), get(3), get(3), get(1)],
+            [10, 20, 30, 30, 10]
+        );
+        assert_eq!(made.get(), 4, "1 and 2 kept, 3 made twice");
+    }
+
+    #[test]
+    fn memoized_handles_count_in_the_families_series() {
+        let metrics = Metrics::default();
+        let key = KeyLabels {
+            key: "k1",
+            model: "m",
+        };
+        let series = KeySeries::default();
+        // More outcomes than slots: the last ones go through the family each time.
+        let outcomes = [
+            "ok",
+            "rate_limited",
+            "server_error",
+            "timeout",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+        ];
+        for _ in 0..3 {
+            for outcome in outcomes {
+                metrics.attempt(&key, &series, outcome);
+            }
+        }
+        let tokens = TokenLabels {
+            key: "k1",
+            model: "m",
+            caller: "-",
+            kind: "",
+        };
+        metrics.tokens(tokens, Some(&series), [5, 7, 1]);
+        metrics.tokens(tokens, Some(&series), [1, 1, 1]);
+        metrics.tokens(TokenLabels { key: "-", ..tokens }, None, [2, 0, 0]);
+        let text = metrics.render();
+        for outcome in outcomes {
+            let line = format!(
+                r#"keyrelay_upstream_attempts_total{{key="k1",model="m",outcome="{outcome}"}} 3"#
+            );
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        for (kind, n) in [("prompt", 6), ("completion", 8), ("cached", 2)] {
+            let line = format!(
+                r#"keyrelay_tokens_total{{key="k1",model="m",caller="-",kind="{kind}"}} {n}"#
+            );
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
+        assert!(
+            text.contains(r#"keyrelay_tokens_total{key="-",model="m",caller="-",kind="prompt"} 2"#)
+        );
     }
 }

@@ -13,7 +13,7 @@ use http::{HeaderName, HeaderValue, header};
 
 use crate::config::KeySpec;
 use crate::health::{Clock, HealthPolicy, KeyHealth, Outcome, Transition};
-use crate::metrics::{KeyLabels, intern};
+use crate::metrics::{KeyLabels, KeySeries, intern};
 use crate::provider::{Family, Provider};
 use crate::secret::Secret;
 
@@ -40,6 +40,8 @@ pub struct Key {
     pub health: KeyHealth,
     /// This key's label and model as metric label values.
     pub metric: KeyLabels,
+    /// This key's series handles, kept once recorded.
+    pub series: KeySeries,
 }
 
 /// The result of asking a model's pool for a key.
@@ -246,6 +248,7 @@ impl Key {
                 key: intern(&spec.label),
                 model: intern(&spec.model),
             },
+            series: KeySeries::default(),
         }
     }
 }

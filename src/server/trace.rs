@@ -18,7 +18,7 @@ use http_body::{Frame, SizeHint};
 use super::AppState;
 use super::guard::{Admitted, Slot};
 use crate::auth::Caller;
-use crate::metrics::{EndpointLabels, RequestLabels, TokenLabels, status_class};
+use crate::metrics::{RequestLabels, TokenLabels, status_class};
 use crate::pool::Key;
 use crate::upstream::failover::AttemptRecord;
 use crate::usage::UsageCell;
@@ -98,18 +98,12 @@ impl RequestTrace {
     pub fn respond(mut self, response: Response) -> Response {
         let ttfb = self.started.elapsed();
         let upstream: Duration = self.attempts.iter().map(|a| a.elapsed).sum();
-        let endpoint = EndpointLabels {
-            endpoint: self.endpoint,
-        };
-        let metrics = &self.state.metrics;
-        metrics
-            .ttfb
-            .get_or_create(&endpoint)
-            .observe(ttfb.as_secs_f64());
-        metrics
-            .overhead
-            .get_or_create(&endpoint)
-            .observe(ttfb.saturating_sub(upstream).as_secs_f64());
+        self.state.metrics.endpoint(self.endpoint, |series| {
+            series.ttfb.observe(ttfb.as_secs_f64());
+            series
+                .overhead
+                .observe(ttfb.saturating_sub(upstream).as_secs_f64());
+        });
         self.head = Some((response.status().as_u16(), ttfb));
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, Body::new(TracedBody { body, trace: self }))
@@ -152,31 +146,22 @@ impl RequestTrace {
             endpoint: self.endpoint,
             status_class: status_class(status),
         };
-        metrics.requests.get_or_create(&labels).inc();
-        let endpoint = EndpointLabels {
-            endpoint: self.endpoint,
-        };
-        metrics
-            .duration
-            .get_or_create(&endpoint)
-            .observe(duration.as_secs_f64());
+        metrics.request(labels, self.served_by.as_deref().map(|k| &k.series));
+        metrics.endpoint(self.endpoint, |series| {
+            series.duration.observe(duration.as_secs_f64());
+        });
         if let Some(u) = usage {
             if let Some(served_by) = &self.served_by {
                 served_by.health.add_tokens(u.prompt, u.completion);
             }
-            for (kind, n) in [
-                ("prompt", u.prompt),
-                ("completion", u.completion),
-                ("cached", u.cached),
-            ] {
-                let labels = TokenLabels {
-                    key,
-                    model: self.model_label,
-                    caller: self.caller,
-                    kind,
-                };
-                metrics.tokens.get_or_create(&labels).inc_by(n);
-            }
+            let labels = TokenLabels {
+                key,
+                model: self.model_label,
+                caller: self.caller,
+                kind: "",
+            };
+            let served = self.served_by.as_deref().map(|k| &k.series);
+            metrics.tokens(labels, served, [u.prompt, u.completion, u.cached]);
         }
         tracing::info!(
             request_id = %self.request_id_str(),

@@ -14,7 +14,7 @@ use super::client::{UpstreamClient, UpstreamRequest};
 use crate::config::FailoverOptions;
 use crate::error::{ApiError, truncate_for_message};
 use crate::health::{Outcome, Transition};
-use crate::metrics::{AttemptLabels, Metrics, ModelLabels};
+use crate::metrics::{Metrics, ModelLabels};
 use crate::pool::{Key, KeyPool, ModelPool, Pick};
 use crate::provider::Family;
 use crate::request_id;
@@ -40,12 +40,8 @@ struct AttemptGuard<'a> {
 impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let labels = AttemptLabels {
-                key: self.key.metric.key,
-                model: self.key.metric.model,
-                outcome: "client_cancelled",
-            };
-            self.metrics.attempts.get_or_create(&labels).inc();
+            self.metrics
+                .attempt(&self.key.metric, &self.key.series, "client_cancelled");
         }
     }
 }
@@ -152,12 +148,8 @@ impl Failover<'_> {
             if let Some(Transition::CoolingDown(_)) = self.keys.record(key, outcome) {
                 self.metrics.cooldowns.get_or_create(&key.metric).inc();
             }
-            let labels = AttemptLabels {
-                key: key.metric.key,
-                model: key.metric.model,
-                outcome: outcome.label(),
-            };
-            self.metrics.attempts.get_or_create(&labels).inc();
+            self.metrics
+                .attempt(&key.metric, &key.series, outcome.label());
             trace.attempt(
                 key,
                 AttemptRecord {

@@ -73,23 +73,30 @@ pub fn strip_response_headers(headers: &mut HeaderMap) {
             headers.remove(&name);
         }
     }
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        HeaderName::from_static("keep-alive"),
-        // Provider cookies (load-balancer affinity) are meant for the proxy's connection,
-        // not to be shared with every client.
-        header::SET_COOKIE,
-        // The listener sets its own.
-        header::DATE,
-        header::SERVER,
-    ] {
+    // A look at each name, and a removal (a hash and a probe) only for those present: an
+    // upstream answer carries one or two of the ten, so removing all ten by name cost more
+    // than the rest of the header rules together.
+    while let Some(name) = headers
+        .keys()
+        .find(|n| is_stripped_from_response(n))
+        .cloned()
+    {
         headers.remove(name);
     }
+}
+
+/// Upstream response headers that never reach the client.
+fn is_stripped_from_response(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "transfer-encoding" | "te" | "trailer" | "upgrade"
+            | "proxy-authenticate" | "keep-alive"
+            // Provider cookies (load-balancer affinity) are meant for the proxy's
+            // connection, not to be shared with every client.
+            | "set-cookie"
+            // The listener sets its own.
+            | "date" | "server"
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +137,15 @@ mod tests {
             ("transfer-encoding", "chunked"),
             ("connection", "close"),
             ("set-cookie", "__cf_bm=x"),
+            ("date", "Thu, 03 Dec 2026 21:12:21 GMT"),
+            ("x-request-id", "req_1"),
+            ("server", "cloudflare"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("trailer", "x-checksum"),
+            ("upgrade", "h2c"),
+            ("proxy-authenticate", "Basic"),
+            ("set-cookie", "_cfuvid=y"),
         ] {
             h.append(n, HeaderValue::from_static(v));
         }
@@ -140,7 +156,8 @@ mod tests {
             [
                 "content-type",
                 "x-ratelimit-remaining-requests",
-                "retry-after"
+                "retry-after",
+                "x-request-id"
             ]
         );
     }
