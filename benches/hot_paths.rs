@@ -12,6 +12,7 @@ use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, 
 use keyrelay::config::parse_keys;
 use keyrelay::health::{HealthPolicy, Outcome};
 use keyrelay::inspect::ChatRequest;
+use keyrelay::json_member;
 use keyrelay::pool::KeyPool;
 use keyrelay::translate::sse::SseParser;
 use keyrelay::translate::stream::AnthropicToOpenAi;
@@ -287,10 +288,56 @@ fn stream_translation(c: &mut Criterion) {
     g.finish();
 }
 
+/// An OpenAI answer of about `content` bytes of text (prose with a `\n` every line and a
+/// quoted word now and then, as answers have), or a tool call whose arguments are JSON in a
+/// string (an escaped quote every few bytes), `usage` last as OpenAI writes it.
+fn openai_answer(content: usize, tool_call: bool) -> Vec<u8> {
+    let line =
+        r#"Paris is the capital of France; its \"Ville Lumi\u00e8re\" name dates from 1828.\n"#;
+    let text = line.repeat(content / line.len() + 1);
+    let message = if tool_call {
+        let args = r#"{\"location\":\"Paris, FR\",\"unit\":\"celsius\",\"days\":[1,2,3]}"#;
+        format!(
+            r#"{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_abc","type":"function","function":{{"name":"get_weather","arguments":"{}"}}}}],"refusal":null}}"#,
+            args.repeat(content / args.len() + 1)
+        )
+    } else {
+        format!(r#"{{"role":"assistant","content":"{text}","refusal":null}}"#)
+    };
+    format!(
+        r#"{{"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion","created":1741569952,"model":"gpt-4.1-2025-04-14","choices":[{{"index":0,"message":{message},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},"service_tier":"default"}}"#
+    )
+    .into_bytes()
+}
+
+/// Finding an answer's `usage`, which every plain passthrough request does.
+fn usage_scan(c: &mut Criterion) {
+    let mut g = c.benchmark_group("usage_find");
+    for (name, body) in [
+        ("short", openai_answer(40, false)),
+        ("4KB_text", openai_answer(4 << 10, false)),
+        ("4KB_tool_call", openai_answer(4 << 10, true)),
+    ] {
+        let parsed: serde_json::Value =
+            serde_json::from_slice(&body).unwrap_or_else(|e| panic!("bench body: {e}"));
+        assert!(parsed["usage"].is_object());
+        assert!(matches!(
+            json_member::find(&body, "usage"),
+            json_member::Member::At(_)
+        ));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::from_parameter(name), &body, |b, body| {
+            b.iter(|| black_box(json_member::find(black_box(body), "usage")))
+        });
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     key_selection,
     inspection,
+    usage_scan,
     sse_parser,
     stream_translation
 );
