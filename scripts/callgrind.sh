@@ -8,6 +8,7 @@
 #   LOG_FORMAT=json bash scripts/callgrind.sh # with JSON log lines
 #   PROXY=nginx bash scripts/callgrind.sh     # nginx (one worker, as in bench.sh) instead
 #   PROXY=bare bash scripts/callgrind.sh      # the bare hyper proxy of scripts/experiments
+#   CG_OUT=/tmp/cg.out bash scripts/callgrind.sh   # keep the profile for callgrind_annotate
 #
 # The same load goes to each proxy, so the counts compare (BENCHMARKS.md, section 9).
 # Installs valgrind (apt-get) and oha (cargo) when missing. User-space work only.
@@ -79,6 +80,7 @@ callgrind_control -z "$VG" >/dev/null 2>&1    # count from here
 load "$N" | grep -E "Success rate"
 callgrind_control -d "$VG" >/dev/null 2>&1
 sleep 0.5
+[ -n "${CG_OUT:-}" ] && cp "$DIR/cg.out.1" "$CG_OUT"
 python3 - "$DIR/cg.out.1" "$N" <<'PY'
 import collections, re, sys
 names, own, calls = {}, collections.Counter(), collections.Counter()
