@@ -19,14 +19,18 @@
 //!   how many cut bytes follow (each one places a chunk boundary at `len * b / 255`), bit 3 =
 //!   use a small event size limit of `8 * (bits 4..=7 + 1)` bytes instead of the default.
 //!   The same chunks are also read with `whole_data_events` where it applies.
+//! - `json_member`: the whole input, as an upstream's JSON answer.
 //! - `inspect`: a control byte, then the payload. Control bits 0..=2 = where the payload goes
 //!   in a chat body (see `inspect_body`; `'0'` and `'7'` = the payload is the whole body), so
 //!   the fuzzer works on each kind of value without having to build the object around it.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
+
 use bytes::BytesMut;
 use keyrelay::config::parse_keys;
 use keyrelay::inspect::ChatRequest;
+use keyrelay::json_member::{self, Member};
 use keyrelay::translate::reverse::{
     OpenAiToAnthropic, anthropic_to_openai_request, openai_to_anthropic_response,
 };
@@ -39,13 +43,14 @@ use serde_json::{Map, Value};
 pub type Check = fn(&[u8]);
 
 /// Every target by name, for the regression replay.
-pub const TARGETS: [(&str, Check); 6] = [
+pub const TARGETS: [(&str, Check); 7] = [
     ("llm_keys", llm_keys),
     ("openai_to_anthropic_request", openai_to_anthropic_request),
     ("anthropic_to_openai", anthropic_to_openai),
     ("reverse", reverse),
     ("sse_parser", sse_parser),
     ("inspect", inspect),
+    ("json_member", json_member),
 ];
 
 /// Key values shorter than this are not checked: short strings occur in message text by
@@ -513,4 +518,72 @@ pub fn inspect_body(control: u8, payload: &[u8]) -> Vec<u8> {
         _ => (b"", b""),
     };
     [before, payload, after].concat()
+}
+
+// --- json_member -------------------------------------------------------------------------
+
+/// The names looked for: the one keyrelay reads, and one the fuzzer meets in its dictionary.
+const MEMBERS: [&str; 2] = ["usage", "model"];
+
+/// `json_member` on any bytes: it never panics and never points past the body; the first
+/// occurrence and the last agree on what they share; and on a body serde_json reads as an
+/// object, every answer is serde_json's (the value found parses to the member's value, an
+/// absent member is absent or repeated), with `Unsure` only where a top-level key is escaped.
+/// On anything else that parses (an array, a number) the scan is always unsure.
+pub fn json_member(data: &[u8]) {
+    let once = json_member::find_each(data, MEMBERS);
+    let last = json_member::find_each_last(data, MEMBERS);
+    for (name, (once, last)) in MEMBERS.iter().zip(once.iter().zip(&last)) {
+        match (once, last) {
+            (Member::At(a), Member::At(b)) => assert_eq!(a, b, "{name}: first and last differ"),
+            (Member::Absent, Member::Absent | Member::At(_)) | (Member::Unsure, Member::Unsure) => {
+            }
+            other => panic!(
+                "{name}: find_each {:?} but find_each_last {:?}",
+                other.0, other.1
+            ),
+        }
+        if let Member::At(at) = last {
+            assert!(*at < data.len(), "{name}: value at {at}, past the body");
+        }
+    }
+    let Ok(parsed) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Value::Object(members) = parsed else {
+        assert!(
+            last.iter().all(|m| *m == Member::Unsure),
+            "not an object, yet {last:?}"
+        );
+        return;
+    };
+    // Keys that borrow from the body are written without escapes: the scan must vouch.
+    let plain_keys = serde_json::from_slice::<BTreeMap<&str, Value>>(data).is_ok();
+    for (name, (once, last)) in MEMBERS.iter().zip(once.iter().zip(&last)) {
+        match last {
+            Member::At(at) => {
+                let value = serde_json::Deserializer::from_slice(&data[*at..])
+                    .into_iter::<Value>()
+                    .next();
+                assert!(
+                    matches!(&value, Some(Ok(v)) if Some(v) == members.get(*name)),
+                    "{name}: the value at {at} is {value:?}, serde_json has {:?}",
+                    members.get(*name)
+                );
+            }
+            Member::Absent => assert!(!members.contains_key(*name), "{name}: missed"),
+            Member::Unsure => assert!(
+                !plain_keys,
+                "{name}: unsure about an object whose keys are plain"
+            ),
+        }
+        if *once == Member::Absent && matches!(last, Member::At(_)) {
+            // Only a repeated member is absent for `find_each` and present for `_last`.
+            let text = String::from_utf8_lossy(data);
+            assert!(
+                text.matches(&format!("\"{name}\"")).count() >= 2,
+                "{name}: absent, yet present once"
+            );
+        }
+    }
 }

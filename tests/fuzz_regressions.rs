@@ -113,4 +113,5 @@ target_tests!(
     reverse,
     sse_parser,
     inspect,
+    json_member,
 );
