@@ -379,6 +379,45 @@ mod tests {
         assert_eq!(made.get(), 4, "1 and 2 kept, 3 made twice");
     }
 
+    /// Threads racing for the same slots with different keys: each gets its own key's value,
+    /// and a kept value is made once (a thread that loses a slot looks on, it does not
+    /// overwrite).
+    #[test]
+    fn memo_shared_by_threads_gives_each_key_its_value() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let memo: Memo<u32, u32, 4> = Memo::default();
+        let made: [AtomicUsize; 8] = Default::default();
+        std::thread::scope(|scope| {
+            for t in 0..8u32 {
+                let (memo, made) = (&memo, &made);
+                scope.spawn(move || {
+                    for i in 0..200u32 {
+                        let k = (t + i) % 8;
+                        let make = || {
+                            made[k as usize].fetch_add(1, Ordering::Relaxed);
+                            k * 10
+                        };
+                        assert_eq!(memo.with(k, make, |v| *v), k * 10);
+                    }
+                });
+            }
+        });
+        let kept: Vec<u32> = memo
+            .slots
+            .iter()
+            .filter_map(|s| s.get())
+            .map(|(k, _)| *k)
+            .collect();
+        assert_eq!(kept.len(), 4, "every slot filled");
+        for k in kept {
+            assert_eq!(
+                made[k as usize].load(Ordering::Relaxed),
+                1,
+                "{k} kept, made once"
+            );
+        }
+    }
+
     #[test]
     fn memoized_handles_count_in_the_families_series() {
         let metrics = Metrics::default();
@@ -413,7 +452,30 @@ mod tests {
         metrics.tokens(tokens, Some(&series), [5, 7, 1]);
         metrics.tokens(tokens, Some(&series), [1, 1, 1]);
         metrics.tokens(TokenLabels { key: "-", ..tokens }, None, [2, 0, 0]);
+        let request = |status_class| RequestLabels {
+            model: "m",
+            provider: "openai",
+            endpoint: "chat",
+            status_class,
+        };
+        for served in [Some(&series), Some(&series), None] {
+            metrics.request(request("2xx"), served);
+        }
+        metrics.request(request("4xx"), Some(&series));
+        for seconds in [0.5, 2.0] {
+            metrics.endpoint("chat", |s| s.duration.observe(seconds));
+        }
+        metrics.endpoint("models", |s| s.ttfb.observe(1.0));
         let text = metrics.render();
+        for line in [
+            r#"keyrelay_requests_total{model="m",provider="openai",endpoint="chat",status_class="2xx"} 3"#,
+            r#"keyrelay_requests_total{model="m",provider="openai",endpoint="chat",status_class="4xx"} 1"#,
+            r#"keyrelay_request_duration_seconds_sum{endpoint="chat"} 2.5"#,
+            r#"keyrelay_request_duration_seconds_count{endpoint="chat"} 2"#,
+            r#"keyrelay_time_to_first_byte_seconds_count{endpoint="models"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
         for outcome in outcomes {
             let line = format!(
                 r#"keyrelay_upstream_attempts_total{{key="k1",model="m",outcome="{outcome}"}} 3"#
