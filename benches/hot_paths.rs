@@ -13,7 +13,7 @@ use keyrelay::config::parse_keys;
 use keyrelay::health::{HealthPolicy, Outcome};
 use keyrelay::inspect::ChatRequest;
 use keyrelay::json_member;
-use keyrelay::pool::KeyPool;
+use keyrelay::pool::{KeyPool, Tried};
 use keyrelay::translate::sse::SseParser;
 use keyrelay::translate::stream::AnthropicToOpenAi;
 use keyrelay::translate::{SseEvent, StreamTranslator};
@@ -40,7 +40,7 @@ fn key_selection(c: &mut Criterion) {
         let model = pool.model("m").unwrap_or_else(|| panic!("model m"));
         let now = pool.now_ms();
         g.bench_function(BenchmarkId::new("healthy", n), |b| {
-            b.iter(|| black_box(model.pick(black_box(now), &[])))
+            b.iter(|| black_box(model.pick(black_box(now), &Tried::default())))
         });
     }
     // Half the keys cooling down (rate limited for a minute): every other pick skips one.
@@ -57,11 +57,13 @@ fn key_selection(c: &mut Criterion) {
     }
     let now = pool.now_ms();
     g.bench_function("half_cooling/4", |b| {
-        b.iter(|| black_box(model.pick(black_box(now), &[])))
+        b.iter(|| black_box(model.pick(black_box(now), &Tried::default())))
     });
     // A retry: the first key tried is excluded.
+    let mut after_one = Tried::default();
+    after_one.key(0);
     g.bench_function("retry_after_one/4", |b| {
-        b.iter(|| black_box(model.pick(black_box(now), black_box(&[0]))))
+        b.iter(|| black_box(model.pick(black_box(now), black_box(&after_one))))
     });
     g.finish();
 }

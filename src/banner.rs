@@ -1,19 +1,29 @@
-//! The startup summary: where keyrelay listens, and each model with its key labels (never
-//! the keys). In demo mode it ends with a curl line to copy.
+//! The startup summary: where keyrelay listens, how much it can hold open, and each model
+//! with its key labels (never the keys). In demo mode it ends with a curl line to copy.
 
 use std::fmt::Write;
 use std::net::SocketAddr;
 
-use crate::config::KeySpec;
+use crate::config::{Config, KeySpec};
 
-pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> String {
-    let scheme = if tls { "https" } else { "http" };
+pub fn render(addr: SocketAddr, config: &Config) -> String {
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let keys = &config.keys;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "keyrelay {} listening on {scheme}://{addr}",
         env!("CARGO_PKG_VERSION")
     );
+    let _ = writeln!(out, "  open files: {}", config.open_files);
+    let _ = writeln!(out, "  max concurrency: {}", config.concurrency);
+    if let Some(warning) = &config.concurrency.warning {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
     let mut models: Vec<&str> = Vec::new();
     for k in keys {
         if !models.contains(&k.model.as_str()) {
@@ -34,7 +44,7 @@ pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> Stri
             labels.join(", ")
         );
     }
-    if demo {
+    if config.demo {
         let model = models.first().copied().unwrap_or("demo-gpt");
         let _ = writeln!(
             out,
@@ -47,8 +57,18 @@ pub fn render(addr: SocketAddr, keys: &[KeySpec], demo: bool, tls: bool) -> Stri
 }
 
 /// The same summary as log lines, one per model: labels and counts, never keys.
-pub fn log(addr: SocketAddr, keys: &[KeySpec]) {
-    tracing::info!(%addr, keys = keys.len(), "keyrelay listening");
+pub fn log(addr: SocketAddr, config: &Config) {
+    let keys: &[KeySpec] = &config.keys;
+    tracing::info!(
+        %addr,
+        keys = keys.len(),
+        open_files = config.open_files.limit,
+        max_concurrency = config.concurrency.limit,
+        "keyrelay listening"
+    );
+    if let Some(warning) = &config.concurrency.warning {
+        tracing::warn!("{warning}");
+    }
     let mut models: Vec<&str> = Vec::new();
     for k in keys {
         if !models.contains(&k.model.as_str()) {
@@ -72,17 +92,22 @@ pub fn log(addr: SocketAddr, keys: &[KeySpec]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::demo_keys;
+    use crate::cli::Cli;
+    use crate::config::KeySource;
+    use clap::Parser;
 
     #[test]
     fn lists_models_with_counts_and_curl_line() {
-        let keys = demo_keys();
-        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &keys, true, false);
+        let cli = Cli::try_parse_from(["keyrelay", "--demo"]).expect("valid");
+        let config = Config::load(&cli, KeySource::default()).expect("valid");
+        let keys = &config.keys;
+        let text = render(SocketAddr::from(([127, 0, 0, 1], 7788)), &config);
         assert!(text.contains("listening on http://127.0.0.1:7788"));
         assert!(text.contains("model demo-gpt: 3 keys"));
         assert!(text.contains("model demo-fast: 2 keys"));
         assert!(text.contains("curl -s http://127.0.0.1:7788/v1/chat/completions"));
-        for k in &keys {
+        assert!(text.contains("max concurrency: "), "{text}");
+        for k in keys {
             assert!(!text.contains(k.api_key.expose()));
         }
     }

@@ -36,9 +36,10 @@ pub struct Cli {
     pub tls_key: Option<PathBuf>,
 
     /// In-flight requests (open streams included) beyond which new requests get 503 with
-    /// retry-after at once, instead of queueing without bound.
-    #[arg(long, env = "KEYRELAY_MAX_CONCURRENCY", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_concurrency: u32,
+    /// retry-after at once, instead of queueing without bound. Default: what the open-file
+    /// limit carries (two descriptors per stream, 64 reserved).
+    #[arg(long, env = "KEYRELAY_MAX_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrency: Option<u32>,
 
     /// Seconds a client may take to send a request's headers, and an idle keep-alive
     /// connection may stay open.
@@ -83,6 +84,12 @@ pub struct Cli {
     /// Cooldown after 3 consecutive 5xx/timeouts on a key (the circuit breaker).
     #[arg(long, env = "KEYRELAY_BREAKER_COOLDOWN", default_value_t = 10.0, value_parser = positive_seconds)]
     pub breaker_cooldown: f64,
+
+    /// Seconds an upstream host is skipped after 3 consecutive connection failures (refused,
+    /// DNS, TLS, connect timeout), before one request probes it; doubles on each failed
+    /// probe, up to 30 s.
+    #[arg(long, env = "KEYRELAY_HOST_BREAKER_COOLDOWN", default_value_t = 1.0, value_parser = positive_seconds)]
+    pub host_breaker_cooldown: f64,
 
     /// Seconds a request may wait for a key to come back when all of its model's keys are
     /// cooling down (0: answer 429 at once).

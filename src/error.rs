@@ -8,6 +8,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
+use crate::exhaustion::Resource;
+
 /// Which of the upstream's deadlines passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutKind {
@@ -47,6 +49,11 @@ pub enum ApiError {
     ModelNotAllowed { token: String, model: String },
     #[error("keyrelay is at its limit of {limit} requests in flight; retry shortly.")]
     Overloaded { limit: usize },
+    #[error(
+        "keyrelay has run out of {} on its host (not a problem with the upstream or the request); retry shortly.",
+        resource.short()
+    )]
+    ProxyOverloaded { resource: Resource },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge { limit: usize },
     #[error("The model `{model}` does not exist or has no keys configured in keyrelay.")]
@@ -62,6 +69,13 @@ pub enum ApiError {
         "Every key for model `{model}` is disabled: the upstream refused them (401/403). Fix the keys, then restart keyrelay or reset them through /admin/keys."
     )]
     AllKeysDisabled { model: String },
+    #[error(
+        "No upstream host for model `{model}` can be reached (connections refused or timed out); the next try is in {retry_after_secs} s."
+    )]
+    UpstreamsDown {
+        model: String,
+        retry_after_secs: u64,
+    },
     #[error("The upstream for key `{key}` could not be reached: {detail}")]
     UpstreamUnreachable { key: String, detail: String },
     #[error("The upstream for key `{key}` sent an invalid response: {detail}")]
@@ -84,7 +98,9 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated { .. } => StatusCode::UNAUTHORIZED,
             ApiError::ModelNotAllowed { .. } => StatusCode::FORBIDDEN,
-            ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded { .. }
+            | ApiError::ProxyOverloaded { .. }
+            | ApiError::UpstreamsDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::ModelNotFound { .. } | ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -105,6 +121,8 @@ impl ApiError {
             ApiError::Unauthenticated { .. } => (INVALID, Some("invalid_api_key"), None),
             ApiError::ModelNotAllowed { .. } => (INVALID, Some("model_not_allowed"), Some("model")),
             ApiError::Overloaded { .. } => ("server_error", Some("overloaded"), None),
+            ApiError::ProxyOverloaded { .. } => ("server_error", Some("proxy_overloaded"), None),
+            ApiError::UpstreamsDown { .. } => ("server_error", Some("upstream_unreachable"), None),
             ApiError::BodyTooLarge { .. } => (INVALID, Some("request_too_large"), None),
             ApiError::ModelNotFound { .. } => (INVALID, Some("model_not_found"), Some("model")),
             ApiError::NotFound { .. } => (INVALID, Some("unknown_url"), None),
@@ -145,8 +163,11 @@ impl ApiError {
         let retry_after = match self {
             ApiError::AllKeysCooling {
                 retry_after_secs, ..
+            }
+            | ApiError::UpstreamsDown {
+                retry_after_secs, ..
             } => Some(retry_after_secs),
-            ApiError::Overloaded { .. } => Some(1),
+            ApiError::Overloaded { .. } | ApiError::ProxyOverloaded { .. } => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {

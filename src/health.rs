@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use http::HeaderMap;
 
+use crate::hosts::HostPolicy;
+
 /// Milliseconds since the pool was created, on tokio's clock; never 0, so 0 can mean "never".
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
@@ -43,6 +45,8 @@ pub struct HealthPolicy {
     /// 401/403 on every key of a provider within this window means an account- or IP-level
     /// problem: the keys cool down instead of being disabled.
     pub account_window: Duration,
+    /// The breaker of each upstream host (connection failures).
+    pub hosts: HostPolicy,
 }
 
 impl Default for HealthPolicy {
@@ -53,6 +57,7 @@ impl Default for HealthPolicy {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(10),
             account_window: Duration::from_secs(10),
+            hosts: HostPolicy::default(),
         }
     }
 }
@@ -74,8 +79,15 @@ pub enum Outcome {
     ServerError {
         status: u16,
     },
+    /// No response head within the first-byte timeout.
     Timeout,
-    ConnectFailed,
+    /// No connection could be made (refused, DNS, TLS, connect timeout): the host's
+    /// failure, counted by its breaker, not the key's.
+    Unreachable {
+        timed_out: bool,
+    },
+    /// Connected, but the connection broke before the response head: like a 5xx.
+    ConnectionLost,
     /// A 4xx that is the client's own mistake; says nothing about the key.
     ClientError {
         status: u16,
@@ -111,7 +123,9 @@ impl Outcome {
             Outcome::AuthRejected { .. } => "auth_rejected",
             Outcome::ServerError { .. } => "server_error",
             Outcome::Timeout => "timeout",
-            Outcome::ConnectFailed => "connect_error",
+            Outcome::Unreachable { timed_out: false } => "connect_error",
+            Outcome::Unreachable { timed_out: true } => "connect_timeout",
+            Outcome::ConnectionLost => "connection_lost",
             Outcome::ClientError { .. } => "client_error",
         }
     }
@@ -196,8 +210,8 @@ impl KeyHealth {
                 self.consecutive_rate_limits.store(0, Relaxed);
                 None
             }
-            // The client's mistake: neither a success nor the key's failure.
-            Outcome::ClientError { .. } => None,
+            // The client's mistake, or the host's: neither a success nor the key's failure.
+            Outcome::ClientError { .. } | Outcome::Unreachable { .. } => None,
             Outcome::RateLimited { retry_after, .. } => {
                 self.errors.fetch_add(1, Relaxed);
                 self.last_refusal_ms.store(now_ms, Relaxed);
@@ -219,7 +233,7 @@ impl KeyHealth {
                 (!self.disable_logged.swap(true, Relaxed))
                     .then_some(Transition::Disabled { status })
             }
-            Outcome::ServerError { .. } | Outcome::Timeout | Outcome::ConnectFailed => {
+            Outcome::ServerError { .. } | Outcome::Timeout | Outcome::ConnectionLost => {
                 self.errors.fetch_add(1, Relaxed);
                 let n = self.consecutive_failures.fetch_add(1, Relaxed) + 1;
                 if n >= policy.breaker_threshold {
@@ -481,7 +495,7 @@ mod tests {
         assert_eq!(h.record(fail, 4, &policy, false), None);
         assert_eq!(h.record(Outcome::Timeout, 5, &policy, false), None);
         assert_eq!(
-            h.record(Outcome::ConnectFailed, 6, &policy, false),
+            h.record(Outcome::ConnectionLost, 6, &policy, false),
             Some(Transition::CoolingDown(Duration::from_secs(10)))
         );
         assert!(!h.is_available(7));
@@ -492,6 +506,18 @@ mod tests {
             None
         );
         assert_eq!(h.consecutive_failures(), 0);
+        // Nor does a host that cannot be reached.
+        for _ in 0..5 {
+            let unreachable = Outcome::Unreachable { timed_out: false };
+            assert_eq!(h.record(unreachable, 30_000, &policy, false), None);
+        }
+        assert_eq!(h.consecutive_failures(), 0);
+        assert_eq!(h.state(30_000), KeyState::Healthy);
+        assert_eq!(
+            h.errors.load(Relaxed),
+            5,
+            "only the key's own failures count"
+        );
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - `auth`: client tokens (constant-time comparison, per-token model lists).
 //! - `pool`: keys grouped per model, with the lock-free round-robin cursor.
 //! - `health`: per-key cooldowns, disabling and the circuit breaker (atomics only).
+//! - `hosts`: upstream hosts and their breaker (connection failures are never a key's).
+//! - `exhaustion`: running out of files, memory or ports here: a 503, never a key's fault.
 //! - `inspect`: finds `model`/`stream` in a request body without building a tree.
 //! - `json_member`: finds one top-level member of a JSON answer (its `usage`) by scanning.
 //! - `server`: the listener, routes and thin endpoint handlers.
@@ -19,15 +21,19 @@
 //! - `request_id`: `x-request-id` taken or generated, echoed, sent upstream.
 //! - `metrics`: the Prometheus registry and every series keyrelay exports.
 //! - `banner`: the startup summary.
+//! - `capacity`: the open-file limit, raised at startup, and the in-flight limit it carries.
 //! - `logging`: the subscriber, the text line's fields and timestamps, and the thread that
 //!   writes lines out.
 
 pub mod auth;
 pub mod banner;
+pub mod capacity;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod exhaustion;
 pub mod health;
+pub mod hosts;
 pub mod inspect;
 pub mod json_member;
 #[cfg(test)]

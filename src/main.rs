@@ -3,13 +3,17 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use keyrelay::capacity::OpenFiles;
 use keyrelay::cli::Cli;
 use keyrelay::config::{Config, KeySource};
 use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli, KeySource::from_env()) {
+    // Before anything is opened: a proxy holds two descriptors per stream, and the common
+    // default soft limit (1,024) would cap it at a few hundred.
+    let open_files = OpenFiles::raise();
+    let config = match Config::load_with(&cli, KeySource::from_env(), open_files) {
         Ok(c) => c,
         Err(e) => {
             eprint!("keyrelay: {e}");
@@ -51,13 +55,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
-    keyrelay::banner::log(addr, &config.keys);
+    keyrelay::banner::log(addr, &config);
     #[expect(clippy::print_stdout, reason = "the banner is the program's output")]
     {
-        print!(
-            "{}",
-            keyrelay::banner::render(addr, &config.keys, config.demo, config.tls.is_some())
-        );
+        print!("{}", keyrelay::banner::render(addr, &config));
     }
     keyrelay::server::run(&config, listener, shutdown_signal()).await
 }

@@ -44,6 +44,22 @@ pub struct KeyStateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamStateLabels {
+    pub upstream: &'static str,
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: &'static str,
 }
@@ -70,6 +86,10 @@ pub struct Metrics {
     pub retries: Family<ModelLabels, Counter>,
     pub cooldowns: Family<KeyLabels, Counter>,
     pub key_state: Family<KeyStateLabels, Gauge>,
+    pub upstream_state: Family<UpstreamStateLabels, Gauge>,
+    pub upstream_connect_failures: Family<UpstreamLabels, Counter>,
+    pub upstream_breaker_opens: Family<UpstreamLabels, Counter>,
+    pub exhaustion: Family<ResourceLabels, Counter>,
     pub in_flight: Gauge,
     pub open_streams: Gauge,
     pub duration: Family<EndpointLabels, Histogram>,
@@ -94,6 +114,10 @@ impl Default for Metrics {
         let retries = Family::default();
         let cooldowns = Family::default();
         let key_state = Family::default();
+        let upstream_state = Family::default();
+        let upstream_connect_failures = Family::default();
+        let upstream_breaker_opens = Family::default();
+        let exhaustion = Family::default();
         let in_flight = Gauge::default();
         let open_streams = Gauge::default();
         let duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
@@ -124,6 +148,26 @@ impl Default for Metrics {
             "key_state",
             "1 for each key's current state (healthy, cooling, disabled)",
             key_state.clone(),
+        );
+        registry.register(
+            "upstream_state",
+            "1 for each upstream host's breaker state (up, open, half_open)",
+            upstream_state.clone(),
+        );
+        registry.register(
+            "upstream_connect_failures",
+            "Connections to an upstream host that could not be made (refused, DNS, TLS, timeout)",
+            upstream_connect_failures.clone(),
+        );
+        registry.register(
+            "upstream_breaker_opens",
+            "Times an upstream host's breaker opened",
+            upstream_breaker_opens.clone(),
+        );
+        registry.register(
+            "local_exhaustion",
+            "Requests refused because this host ran out of a resource (open files, memory, socket buffers, local ports)",
+            exhaustion.clone(),
         );
         registry.register(
             "in_flight_requests",
@@ -163,6 +207,10 @@ impl Default for Metrics {
             retries,
             cooldowns,
             key_state,
+            upstream_state,
+            upstream_connect_failures,
+            upstream_breaker_opens,
+            exhaustion,
             in_flight,
             open_streams,
             duration,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, header};
 
 use crate::config::KeySpec;
-use crate::health::{Clock, HealthPolicy, KeyHealth, Outcome, Transition};
+use crate::health::{Clock, HealthPolicy, KeyHealth, KeyState, Outcome, Transition};
+use crate::hosts::{Host, HostTransition, origin_label};
 use crate::metrics::{KeyLabels, KeySeries, intern};
 use crate::provider::{Family, Provider};
 use crate::secret::Secret;
@@ -35,6 +36,8 @@ pub struct Key {
     /// keyless local servers.
     pub auth: Option<(HeaderName, HeaderValue)>,
     pub secret: Secret,
+    /// The upstream host this key's requests go to (`None` for in-process `mock` keys).
+    pub host: Option<Arc<Host>>,
     pub max_tokens: Option<u64>,
     pub model: String,
     pub health: KeyHealth,
@@ -42,6 +45,13 @@ pub struct Key {
     pub metric: KeyLabels,
     /// This key's series handles, kept once recorded.
     pub series: KeySeries,
+}
+
+/// What an attempt changed: the key's state, or its host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub key: Option<Transition>,
+    pub host: Option<HostTransition>,
 }
 
 /// The result of asking a model's pool for a key.
@@ -52,10 +62,52 @@ pub enum Pick<'a> {
     AllCooling {
         retry_in: Duration,
     },
+    /// The keys not yet tried are on hosts whose breaker is open (some may be cooling too);
+    /// the soonest is back in `retry_in`.
+    HostsDown {
+        retry_in: Duration,
+    },
     /// Every key of the model is disabled.
     AllDisabled,
     /// Every usable key has been tried by this request already.
     Exhausted,
+}
+
+/// What one request has tried: keys (by their index in the model's pool), and hosts it
+/// could not connect to, once per failure.
+#[derive(Debug, Default)]
+pub struct Tried {
+    keys: Vec<usize>,
+    unreachable: Vec<usize>,
+}
+
+impl Tried {
+    pub fn with_capacity(attempts: usize) -> Tried {
+        Tried {
+            keys: Vec::with_capacity(attempts),
+            unreachable: Vec::new(),
+        }
+    }
+
+    pub fn key(&mut self, index: usize) {
+        self.keys.push(index);
+    }
+
+    pub fn unreachable(&mut self, host: &Host) {
+        self.unreachable.push(host.index);
+    }
+
+    /// Attempts made so far.
+    pub fn attempts(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn failures_on(&self, host: &Host) -> usize {
+        self.unreachable
+            .iter()
+            .filter(|&&i| i == host.index)
+            .count()
+    }
 }
 
 #[derive(Debug)]
@@ -67,36 +119,75 @@ pub struct ModelPool {
 }
 
 impl ModelPool {
-    /// The next available key in strict rotation, skipping keys in `tried` (this request's
-    /// earlier attempts) and keys cooling down or disabled. With k healthy keys, n sequential
-    /// picks hand out each key exactly n/k times; concurrent picks each get a distinct
-    /// cursor value, so the counts stay balanced under load too.
-    pub fn pick(&self, now_ms: u64, tried: &[usize]) -> Pick<'_> {
+    /// The next available key in strict rotation, skipping keys this request has tried,
+    /// keys cooling down or disabled, and keys whose host's breaker is open. A host this
+    /// request could not connect to comes last: a key on another host first, then one more
+    /// try on the same host, never a third. With k healthy keys, n sequential picks hand out
+    /// each key exactly n/k times; concurrent picks each get a distinct cursor value, so the
+    /// counts stay balanced under load too.
+    pub fn pick(&self, now_ms: u64, tried: &Tried) -> Pick<'_> {
         let k = self.keys.len();
         let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut same_host_again = None;
         for i in 0..k {
             let index = (start + i) % k;
-            if !tried.contains(&index) && self.keys[index].health.is_available(now_ms) {
-                return Pick::Key(&self.keys[index]);
+            let key = &self.keys[index];
+            if tried.keys.contains(&index) || !key.health.is_available(now_ms) {
+                continue;
+            }
+            match key.host.as_ref().map_or(0, |h| tried.failures_on(h)) {
+                0 if key.host.as_ref().is_none_or(|h| h.admit(now_ms)) => return Pick::Key(key),
+                1 if same_host_again.is_none() => same_host_again = Some(key),
+                _ => {}
             }
         }
-        let untried = || (0..k).filter(|i| !tried.contains(i)).map(|i| &self.keys[i]);
-        let soonest = untried()
-            .filter_map(|key| match key.health.state(now_ms) {
-                crate::health::KeyState::Cooling { until_ms } => Some(until_ms),
-                _ => None,
-            })
-            .min();
+        if let Some(key) = same_host_again
+            && key.host.as_ref().is_none_or(|h| h.admit(now_ms))
+        {
+            return Pick::Key(key);
+        }
+        self.unavailable(now_ms, tried)
+    }
+
+    /// Why no key can be picked: when the soonest one is back, and whether keys or hosts
+    /// are what is waited for.
+    fn unavailable(&self, now_ms: u64, tried: &Tried) -> Pick<'_> {
+        let mut soonest: Option<(u64, bool)> = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            if tried.keys.contains(&index) {
+                continue;
+            }
+            let cooling = match key.health.state(now_ms) {
+                KeyState::Disabled { .. } => continue,
+                KeyState::Cooling { until_ms } => Some(until_ms),
+                KeyState::Healthy => None,
+            };
+            let host = key.host.as_ref().and_then(|h| h.blocked_until(now_ms));
+            let back = match (cooling, host) {
+                (Some(c), Some(h)) if h > c => (h, true),
+                (Some(c), _) => (c, false),
+                (None, Some(h)) => (h, true),
+                // Usable, but this request already gave its host two tries.
+                (None, None) => continue,
+            };
+            if soonest.is_none_or(|(t, _)| back.0 < t) {
+                soonest = Some(back);
+            }
+        }
+        let retry_in = |until: u64| Duration::from_millis(until.saturating_sub(now_ms));
         match soonest {
-            Some(until) => Pick::AllCooling {
-                retry_in: Duration::from_millis(until.saturating_sub(now_ms)),
+            Some((until, false)) => Pick::AllCooling {
+                retry_in: retry_in(until),
             },
-            None if tried.is_empty() => Pick::AllDisabled,
+            Some((until, true)) => Pick::HostsDown {
+                retry_in: retry_in(until),
+            },
+            None if tried.keys.is_empty() => Pick::AllDisabled,
             None => Pick::Exhausted,
         }
     }
 
-    /// The index of `key` in this pool, for `pick`'s `tried` list.
+    /// The index of `key` in this pool, for a request's `Tried`.
     pub fn index_of(&self, key: &Key) -> usize {
         self.keys
             .iter()
@@ -114,6 +205,8 @@ pub struct KeyPool {
     models: HashMap<String, ModelPool>,
     /// Every key, in configuration order, for the account-level check and `/admin/keys`.
     all: Vec<Arc<Key>>,
+    /// Every upstream host, in order of first use; a key's `host.index` is its place here.
+    hosts: Vec<Arc<Host>>,
     pub clock: Clock,
     pub policy: HealthPolicy,
     /// Model names in first-configured order, for `/v1/models` and the banner.
@@ -125,11 +218,23 @@ impl KeyPool {
         let mut grouped: HashMap<String, Vec<Arc<Key>>> = HashMap::new();
         let mut order = Vec::new();
         let mut all = Vec::new();
+        let mut hosts: Vec<Arc<Host>> = Vec::new();
         for spec in specs {
             if !grouped.contains_key(&spec.model) {
                 order.push(spec.model.clone());
             }
-            let key = Arc::new(Key::from_spec(&spec));
+            let mut key = Key::from_spec(&spec);
+            key.host = origin_label(&key.endpoint).map(|label| {
+                match hosts.iter().find(|h| h.label == label) {
+                    Some(host) => host.clone(),
+                    None => {
+                        let host = Arc::new(Host::new(intern(&label), hosts.len(), &policy.hosts));
+                        hosts.push(host.clone());
+                        host
+                    }
+                }
+            });
+            let key = Arc::new(key);
             all.push(key.clone());
             grouped.entry(spec.model).or_default().push(key);
         }
@@ -147,6 +252,7 @@ impl KeyPool {
         KeyPool {
             models,
             all,
+            hosts,
             clock: Clock::default(),
             policy,
             order,
@@ -157,13 +263,48 @@ impl KeyPool {
         &self.all
     }
 
+    pub fn hosts(&self) -> &[Arc<Host>] {
+        &self.hosts
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    /// Updates `key` after an attempt, logs any change of state and returns it.
-    pub fn record(&self, key: &Key, outcome: Outcome) -> Option<Transition> {
+    /// Updates `key`, or its host, after an attempt; logs any change of state and returns it.
+    /// A connection failure is the host's: the key's state is left alone.
+    pub fn record(&self, key: &Key, outcome: Outcome) -> Recorded {
         let now = self.now_ms();
+        let host = match (&key.host, outcome) {
+            (Some(host), Outcome::Unreachable { .. }) => {
+                key.health.record(outcome, now, &self.policy, false);
+                let transition = host.record_failure(now, &self.policy.hosts);
+                if let Some(HostTransition::Opened(d)) = transition {
+                    tracing::warn!(
+                        upstream = host.label,
+                        open_s = d.as_secs_f64(),
+                        failures = host.consecutive_failures(),
+                        "upstream unreachable: its keys are skipped, then it is probed again"
+                    );
+                }
+                return Recorded {
+                    key: None,
+                    host: transition,
+                };
+            }
+            (Some(host), _) => host.record_success(),
+            (None, _) => None,
+        };
+        if let (Some(HostTransition::Closed), Some(h)) = (host, &key.host) {
+            tracing::info!(upstream = h.label, "upstream reachable again");
+        }
+        Recorded {
+            key: self.record_key(key, outcome, now),
+            host,
+        }
+    }
+
+    fn record_key(&self, key: &Key, outcome: Outcome, now: u64) -> Option<Transition> {
         let account_level = matches!(outcome, Outcome::AuthRejected { .. })
             && self.provider_refusing_everywhere(key, now);
         if account_level {
@@ -241,6 +382,7 @@ impl Key {
             base_url: spec.base_url.clone(),
             auth,
             secret: spec.api_key.clone(),
+            host: None,
             max_tokens: spec.max_tokens,
             model: spec.model.clone(),
             health: KeyHealth::default(),
@@ -290,7 +432,11 @@ mod tests {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for i in 0..30 {
             let model = if i % 3 == 0 { "b" } else { "a" };
-            let Pick::Key(key) = pool.model(model).expect("configured").pick(1, &[]) else {
+            let Pick::Key(key) = pool
+                .model(model)
+                .expect("configured")
+                .pick(1, &Tried::default())
+            else {
                 panic!("all keys healthy")
             };
             *counts.entry(key.label.clone()).or_default() += 1;
@@ -301,6 +447,89 @@ mod tests {
         let a: Vec<usize> = ["a1", "a2", "a3"].iter().map(|l| counts[*l]).collect();
         assert_eq!(a.iter().sum::<usize>(), 20);
         assert!(a.iter().all(|&c| c == 6 || c == 7), "{a:?}");
+    }
+
+    fn two_hosts() -> KeyPool {
+        let specs = parse_keys(
+            r#"[{"api_key": "k", "model": "m", "provider": "openai", "name": "a1", "base_url": "http://a:1/v1"},
+                {"api_key": "k", "model": "m", "provider": "openai", "name": "a2", "base_url": "http://a:1/v1"},
+                {"api_key": "k", "model": "m", "provider": "openai", "name": "a3", "base_url": "http://a:1/v1"},
+                {"api_key": "k", "model": "m", "provider": "groq", "name": "b1", "base_url": "http://b:2/v1"}]"#,
+            "LLM_KEYS",
+        )
+        .expect("valid");
+        KeyPool::new(specs, HealthPolicy::default())
+    }
+
+    fn label(pick: Pick<'_>) -> String {
+        match pick {
+            Pick::Key(key) => key.label.clone(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_share_a_host_per_origin() {
+        let pool = two_hosts();
+        let labels: Vec<&str> = pool.hosts().iter().map(|h| h.label).collect();
+        assert_eq!(labels, ["http://a:1", "http://b:2"]);
+        let keys = pool.model("m").expect("configured").keys();
+        assert!(Arc::ptr_eq(
+            keys[0].host.as_ref().expect("host"),
+            keys[2].host.as_ref().expect("host")
+        ));
+    }
+
+    #[test]
+    fn after_a_refused_connection_another_host_comes_first_then_one_more_try() {
+        let pool = two_hosts();
+        let model = pool.model("m").expect("configured");
+        let keys = model.keys();
+        let host_a = keys[0].host.clone().expect("host");
+        let mut tried = Tried::default();
+        assert_eq!(label(model.pick(1, &tried)), "a1");
+        tried.key(0);
+        tried.unreachable(&host_a);
+        // Rotation would give a2; the key on the other host goes first.
+        assert_eq!(label(model.pick(1, &tried)), "b1");
+        tried.key(3);
+        // b1 failed too (another way): one more try on host a is allowed...
+        assert_eq!(label(model.pick(1, &tried)), "a3");
+        tried.key(2);
+        tried.unreachable(&host_a);
+        // ...but not a third.
+        assert_eq!(label(model.pick(1, &tried)), "Exhausted");
+    }
+
+    #[test]
+    fn an_open_host_is_skipped_and_reported_when_nothing_else_is_left() {
+        let pool = two_hosts();
+        let model = pool.model("m").expect("configured");
+        let host_a = model.keys()[0].host.clone().expect("host");
+        for _ in 0..3 {
+            pool.record(&model.keys()[0], Outcome::Unreachable { timed_out: false });
+        }
+        let now = pool.now_ms();
+        for _ in 0..5 {
+            assert_eq!(label(model.pick(now, &Tried::default())), "b1");
+        }
+        let mut tried = Tried::default();
+        tried.key(3);
+        let Pick::HostsDown { retry_in } = model.pick(now, &tried) else {
+            panic!("host a is open")
+        };
+        assert!(retry_in <= Duration::from_secs(1));
+        // Its keys were not touched.
+        for key in model.keys() {
+            assert_eq!(key.health.state(now), KeyState::Healthy);
+            assert_eq!(key.health.consecutive_failures(), 0);
+        }
+        assert_eq!(
+            host_a
+                .connect_failures
+                .load(std::sync::atomic::Ordering::Relaxed),
+            3
+        );
     }
 
     #[test]

@@ -25,18 +25,6 @@ fn keys(mock: &MockUpstream, model: &str, names: &[&str]) -> Value {
     Value::Array(names.iter().map(|k| openai_key(mock, model, k)).collect())
 }
 
-async fn admin_keys(proxy: &Proxy) -> Value {
-    client()
-        .get(proxy.url("/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 fn key_state<'a>(admin: &'a Value, label: &str) -> &'a Value {
     admin["keys"]
         .as_array()

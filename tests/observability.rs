@@ -13,24 +13,6 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-async fn metrics(proxy: &Proxy) -> String {
-    client()
-        .get(proxy.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-/// The value of the sample line that starts with `series` (name and labels, exactly).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l[series.len()..].trim().parse().ok())
-}
-
 #[tokio::test]
 async fn counters_match_the_traffic_exactly() {
     let mock = recording_mock().await;

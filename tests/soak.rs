@@ -83,15 +83,7 @@ async fn mixed_pool_under_concurrent_load() {
         "attempt budget exceeded: {upstream_calls}"
     );
 
-    let admin: Value = http
-        .get(proxy.url("/admin/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = admin_keys(&proxy).await;
     let mut admin_attempts = 0u64;
     let mut admin_successes = 0u64;
     for key in admin["keys"].as_array().unwrap() {

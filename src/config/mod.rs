@@ -13,8 +13,10 @@ use std::time::Duration;
 pub use keys::{KeySpec, parse_keys};
 pub use tokens::{ClientToken, parse_token_file, parse_token_list};
 
+use crate::capacity::{Concurrency, OpenFiles};
 use crate::cli::Cli;
 use crate::health::HealthPolicy;
+use crate::hosts::HostPolicy;
 use crate::provider::Provider;
 use crate::secret::Secret;
 
@@ -74,8 +76,10 @@ pub struct Config {
     pub client_tokens: Vec<ClientToken>,
     /// Certificate chain and private key (PEM) to serve HTTPS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The open-file limit keyrelay runs with.
+    pub open_files: OpenFiles,
     /// In-flight requests (streams included) beyond which new ones get 503 at once.
-    pub max_concurrency: usize,
+    pub concurrency: Concurrency,
     pub header_read_timeout: Duration,
 }
 
@@ -99,8 +103,18 @@ pub struct UpstreamOptions {
 }
 
 impl Config {
-    /// Builds the configuration, reporting every problem found, one per line.
+    /// Builds the configuration with the open-file limit as it is now, reporting every
+    /// problem found, one per line.
     pub fn load(cli: &Cli, source: KeySource) -> Result<Config, ConfigError> {
+        Config::load_with(cli, source, OpenFiles::current())
+    }
+
+    /// Like `load`, with the open-file limit the binary raised at startup.
+    pub fn load_with(
+        cli: &Cli,
+        source: KeySource,
+        open_files: OpenFiles,
+    ) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let keys = if cli.demo {
             demo_keys()
@@ -180,6 +194,9 @@ impl Config {
                     default_cooldown: Duration::from_secs_f64(cli.default_cooldown),
                     max_cooldown: Duration::from_secs_f64(cli.max_cooldown),
                     breaker_cooldown: Duration::from_secs_f64(cli.breaker_cooldown),
+                    hosts: HostPolicy::starting_at(Duration::from_secs_f64(
+                        cli.host_breaker_cooldown,
+                    )),
                     ..HealthPolicy::default()
                 },
                 max_body_bytes: cli.max_body,
@@ -188,7 +205,8 @@ impl Config {
                 metrics_token: source.metrics_token.clone(),
                 client_tokens,
                 tls,
-                max_concurrency: cli.max_concurrency as usize,
+                concurrency: Concurrency::plan(cli.max_concurrency, &open_files),
+                open_files,
                 header_read_timeout: Duration::from_secs_f64(cli.header_read_timeout),
             }),
             _ => Err(ConfigError(problems)),

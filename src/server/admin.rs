@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::bearer_matches;
 use crate::error::{ApiError, truncate_for_message};
 use crate::health::KeyState;
+use crate::hosts::{Host, HostState};
 use crate::pool::Key;
 
 pub async fn keys(State(state): State<Arc<AppState>>, req: Request) -> Response {
@@ -28,11 +29,26 @@ pub async fn keys(State(state): State<Arc<AppState>>, req: Request) -> Response 
         .iter()
         .map(|k| key_json(k, now))
         .collect();
+    let upstreams: Vec<Value> = state
+        .keys
+        .hosts()
+        .iter()
+        .map(|h| host_json(h, now))
+        .collect();
+    let exhausted: serde_json::Map<String, Value> = state
+        .exhaustion
+        .counts()
+        .map(|(resource, n)| (resource.label().to_owned(), json!(n)))
+        .collect();
     let stats = &state.body_ctx.stats;
     axum::Json(json!({
         "keys": keys,
+        "upstreams": upstreams,
+        "local_exhaustion": exhausted,
         "requests_cancelled": stats.cancelled.load(Relaxed),
         "open_streams": stats.open.load(Relaxed),
+        "in_flight": state.in_flight.current(),
+        "max_concurrency": state.in_flight.limit(),
     }))
     .into_response()
 }
@@ -58,12 +74,30 @@ pub async fn reset(
     }
 }
 
+/// An upstream host's breaker: up, open until T, or half-open (being probed).
+fn host_json(host: &Host, now_ms: u64) -> Value {
+    let state = host.state(now_ms);
+    let mut v = json!({
+        "upstream": host.label,
+        "state": state.label(),
+        "consecutive_failures": host.consecutive_failures(),
+        "connect_failures": host.connect_failures.load(Relaxed),
+        "breaker_opens": host.opened.load(Relaxed),
+    });
+    if let HostState::Open { until_ms } = state {
+        let remaining = Duration::from_millis(until_ms.saturating_sub(now_ms));
+        v["open_remaining_s"] = json!(remaining.as_secs_f64());
+    }
+    v
+}
+
 fn key_json(key: &Key, now_ms: u64) -> Value {
     let h = &key.health;
     let mut v = json!({
         "label": key.label,
         "model": key.model,
         "provider": key.provider.name(),
+        "upstream": key.host.as_ref().map(|h| h.label),
         "consecutive_failures": h.consecutive_failures(),
         "attempts": h.attempts.load(Relaxed),
         "successes": h.successes.load(Relaxed),

@@ -30,6 +30,10 @@ impl InFlight {
         self.count.load(Ordering::Relaxed)
     }
 
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     fn try_acquire(&self) -> Option<Slot> {
         let previous = self.count.fetch_add(1, Ordering::AcqRel);
         let slot = Slot(self.count.clone());

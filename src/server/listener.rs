@@ -2,6 +2,7 @@
 //! header-read timeout, and a graceful stop that lets open requests finish.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::convert::Infallible;
@@ -14,6 +15,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::exhaustion::{Exhaustion, Resource};
+
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct ListenOptions {
@@ -23,6 +26,8 @@ pub struct ListenOptions {
     pub header_read_timeout: Duration,
     /// How long open connections get to finish after `shutdown`.
     pub grace: Duration,
+    /// Where running out of descriptors while accepting is counted and logged.
+    pub exhaustion: Option<Arc<Exhaustion>>,
 }
 
 impl Default for ListenOptions {
@@ -31,6 +36,7 @@ impl Default for ListenOptions {
             tls: None,
             header_read_timeout: Duration::from_secs(30),
             grace: Duration::from_secs(30),
+            exhaustion: None,
         }
     }
 }
@@ -52,6 +58,7 @@ pub async fn serve<S>(
         tls,
         header_read_timeout,
         grace,
+        exhaustion,
     } = opts;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -65,8 +72,12 @@ pub async fn serve<S>(
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    // Usually EMFILE: back off instead of spinning on the error.
-                    tracing::warn!(error = %e, "accept failed");
+                    // Usually EMFILE: the connection waits in the backlog until a descriptor
+                    // is free; back off instead of spinning on the error.
+                    match (Resource::of(&e), &exhaustion) {
+                        (Some(resource), Some(ex)) => ex.note(resource, "accepting a connection"),
+                        _ => tracing::warn!(error = %e, "accept failed"),
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

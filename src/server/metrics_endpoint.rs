@@ -12,7 +12,7 @@ use http::{HeaderMap, StatusCode, header};
 use super::AppState;
 use crate::auth::bearer_matches;
 use crate::health::KeyState;
-use crate::metrics::KeyStateLabels;
+use crate::metrics::{KeyStateLabels, UpstreamStateLabels};
 
 pub async fn render(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Some(expected) = &state.metrics_token
@@ -40,6 +40,19 @@ pub async fn render(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
             };
             metrics
                 .key_state
+                .get_or_create(&labels)
+                .set(i64::from(s == current));
+        }
+    }
+    for host in state.keys.hosts() {
+        let current = host.state(now).label();
+        for s in ["up", "open", "half_open"] {
+            let labels = UpstreamStateLabels {
+                upstream: host.label,
+                state: s,
+            };
+            metrics
+                .upstream_state
                 .get_or_create(&labels)
                 .set(i64::from(s == current));
         }

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use crate::auth::ClientAuth;
 use crate::config::{Config, FailoverOptions};
 use crate::error::ErrorFormat;
+use crate::exhaustion::Exhaustion;
 use crate::metrics::Metrics;
 use crate::pool::KeyPool;
 use crate::secret::Secret;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub metrics_token: Option<Secret>,
     pub in_flight: guard::InFlight,
+    /// What this host ran out of, counted and logged (shared with the accept loop).
+    pub exhaustion: Arc<Exhaustion>,
     /// The `/v1/models` answer, rendered once.
     models_body: bytes::Bytes,
 }
@@ -48,7 +51,9 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
         let keys = KeyPool::new(config.keys.clone(), config.health.clone());
         let models_body = models::render(&keys);
+        let metrics = Metrics::default();
         Ok(AppState {
+            exhaustion: Arc::new(Exhaustion::new(&metrics)),
             client: UpstreamClient::new(&config.upstream)?,
             keys,
             failover: config.failover.clone(),
@@ -59,9 +64,9 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             admin_token: config.admin_token.clone(),
             auth: ClientAuth::new(config.client_tokens.clone()),
-            metrics: Metrics::default(),
+            metrics,
             metrics_token: config.metrics_token.clone(),
-            in_flight: guard::InFlight::new(config.max_concurrency),
+            in_flight: guard::InFlight::new(config.concurrency.limit),
             models_body,
         })
     }
@@ -74,6 +79,7 @@ impl AppState {
             keys: &self.keys,
             opts: &self.failover,
             metrics: &self.metrics,
+            exhaustion: &self.exhaustion,
         }
     }
 }
@@ -93,6 +99,7 @@ pub async fn run(
         tls,
         header_read_timeout: config.header_read_timeout,
         grace: config.shutdown_timeout,
+        exhaustion: Some(state.exhaustion.clone()),
     };
     listener::serve(listener, dispatch::Dispatch::new(state), opts, shutdown).await;
     Ok(())

@@ -88,6 +88,11 @@ impl RequestTrace {
         self.attempts.push(record);
     }
 
+    /// An attempt that ended before any upstream could answer, for the log line only.
+    pub fn attempt_unanswered(&mut self, record: AttemptRecord) {
+        self.attempts.push(record);
+    }
+
     /// The key that answers (also for in-process `mock` keys, which make no attempt).
     pub fn served_by(&mut self, key: &Arc<Key>) {
         self.served_by = Some(key.clone());

@@ -12,6 +12,8 @@ use rustls_pki_types::pem::PemObject;
 use super::connections::{ConnectError, Pool, UpstreamBody};
 use crate::config::UpstreamOptions;
 use crate::error::{ApiError, TimeoutKind};
+use crate::exhaustion::Resource;
+use crate::health::Outcome;
 
 pub type UpstreamRequest = http::Request<Full<Bytes>>;
 
@@ -51,12 +53,10 @@ impl UpstreamClient {
     }
 
     /// Sends a request and waits for the response head, within the first-byte timeout.
-    /// `key` is the key's label, for error messages.
     pub async fn send(
         &self,
         req: UpstreamRequest,
-        key: &str,
-    ) -> Result<http::Response<UpstreamBody>, ApiError> {
+    ) -> Result<http::Response<UpstreamBody>, SendError> {
         let exchange = async {
             let lease = self.pool.checkout(req.uri()).await?;
             if !lease.reused() {
@@ -73,27 +73,72 @@ impl UpstreamClient {
                 other => other,
             }
         };
-        match tokio::time::timeout(self.first_byte_timeout, exchange).await {
-            Err(_) => Err(ApiError::UpstreamTimeout {
-                key: key.to_owned(),
-                kind: TimeoutKind::FirstByte,
-                seconds: self.first_byte_timeout.as_secs_f64(),
+        let error = match tokio::time::timeout(self.first_byte_timeout, exchange).await {
+            Ok(Ok(resp)) => return Ok(resp),
+            Err(_) => return Err(SendError::FirstByteTimeout),
+            Ok(Err(e)) => e,
+        };
+        if let Some(resource) = error.exhausted() {
+            let shed = self.pool.shed_idle();
+            tracing::debug!(shed, "idle upstream connections closed to free descriptors");
+            return Err(SendError::Exhausted(resource));
+        }
+        let detail = error_chain(&error);
+        Err(if error.before_connected() {
+            let timed_out = matches!(error, ConnectError::Timeout) || is_timeout(&error);
+            SendError::Unreachable { detail, timed_out }
+        } else {
+            SendError::Lost { detail }
+        })
+    }
+
+    /// The client's error for a failed send with `key` (its label).
+    pub fn api_error(&self, error: SendError, key: &str) -> ApiError {
+        let timeout = |kind, limit: Duration| ApiError::UpstreamTimeout {
+            key: key.to_owned(),
+            kind,
+            seconds: limit.as_secs_f64(),
+        };
+        match error {
+            SendError::Exhausted(resource) => ApiError::ProxyOverloaded { resource },
+            SendError::FirstByteTimeout => timeout(TimeoutKind::FirstByte, self.first_byte_timeout),
+            SendError::Unreachable {
+                timed_out: true, ..
+            } => timeout(TimeoutKind::Connect, self.connect_timeout),
+            SendError::Unreachable { detail, .. } | SendError::Lost { detail } => {
+                ApiError::UpstreamUnreachable {
+                    key: key.to_owned(),
+                    detail,
+                }
+            }
+        }
+    }
+}
+
+/// Why a request got no response head, by whose fault.
+#[derive(Debug)]
+pub enum SendError {
+    /// This host ran out of something: neither the key nor the upstream is to blame.
+    Exhausted(Resource),
+    /// No connection could be made (refused, DNS, TLS, connect timeout): the host's failure.
+    Unreachable { detail: String, timed_out: bool },
+    /// Connected, but the connection broke before the response head: like a 5xx.
+    Lost { detail: String },
+    /// No response head within the first-byte timeout.
+    FirstByteTimeout,
+}
+
+impl SendError {
+    /// What the attempt says about the key and its host, or what this host ran out of
+    /// (which says nothing about either).
+    pub fn blame(&self) -> Result<Outcome, Resource> {
+        match self {
+            SendError::Exhausted(resource) => Err(*resource),
+            SendError::Unreachable { timed_out, .. } => Ok(Outcome::Unreachable {
+                timed_out: *timed_out,
             }),
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(ConnectError::Timeout)) => Err(ApiError::UpstreamTimeout {
-                key: key.to_owned(),
-                kind: TimeoutKind::Connect,
-                seconds: self.connect_timeout.as_secs_f64(),
-            }),
-            Ok(Err(e)) if is_timeout(&e) => Err(ApiError::UpstreamTimeout {
-                key: key.to_owned(),
-                kind: TimeoutKind::Connect,
-                seconds: self.connect_timeout.as_secs_f64(),
-            }),
-            Ok(Err(e)) => Err(ApiError::UpstreamUnreachable {
-                key: key.to_owned(),
-                detail: error_chain(&e),
-            }),
+            SendError::Lost { .. } => Ok(Outcome::ConnectionLost),
+            SendError::FirstByteTimeout => Ok(Outcome::Timeout),
         }
     }
 }

@@ -31,6 +31,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::exhaustion::Resource;
+
 /// A byte stream to an upstream: TCP, or TLS over TCP.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -87,12 +89,14 @@ pub struct Pool {
 pub enum ConnectError {
     #[error("connect timed out")]
     Timeout,
+    /// Resolving the name, opening the socket or connecting it.
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Connect(#[from] std::io::Error),
     #[error("TLS: {0}")]
     Tls(std::io::Error),
     #[error("invalid upstream URL: {0}")]
     Uri(&'static str),
+    /// The exchange on an open connection.
     #[error("{0}")]
     Http(#[from] hyper::Error),
     #[error("the upstream closed the connection before answering")]
@@ -100,6 +104,26 @@ pub enum ConnectError {
 }
 
 impl ConnectError {
+    /// What this host ran out of, when that is why it failed.
+    pub fn exhausted(&self) -> Option<Resource> {
+        match self {
+            ConnectError::Connect(e) | ConnectError::Tls(e) => Resource::of(e),
+            ConnectError::Http(e) => Resource::in_chain(e),
+            ConnectError::Timeout | ConnectError::Uri(_) | ConnectError::Closed => None,
+        }
+    }
+
+    /// No connection was made: the host's failure, not the exchange's.
+    pub fn before_connected(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Timeout
+                | ConnectError::Connect(_)
+                | ConnectError::Tls(_)
+                | ConnectError::Uri(_)
+        )
+    }
+
     /// The connection ended before any of the answer arrived: what an upstream closing an
     /// idle keep-alive connection looks like when the request crossed its close.
     pub fn closed_before_answer(&self) -> bool {
@@ -191,6 +215,14 @@ impl Pool {
                 since: Instant::now(),
             });
         }
+    }
+
+    /// Closes every idle connection: when descriptors run out, those kept for other hosts
+    /// are better spent on the requests waiting now (one to this request's host would have
+    /// been reused instead of connecting).
+    pub fn shed_idle(&self) -> usize {
+        let drained = std::mem::take(&mut *self.idle.lock().unwrap_or_else(|e| e.into_inner()));
+        drained.into_values().map(|list| list.len()).sum()
     }
 
     /// A new connection, boxed once: hyper's connection state is large, and it moves from

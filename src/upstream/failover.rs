@@ -13,9 +13,11 @@ use super::connections::UpstreamBody;
 use super::client::{UpstreamClient, UpstreamRequest};
 use crate::config::FailoverOptions;
 use crate::error::{ApiError, truncate_for_message};
+use crate::exhaustion::Exhaustion;
 use crate::health::{Outcome, Transition};
-use crate::metrics::{Metrics, ModelLabels};
-use crate::pool::{Key, KeyPool, ModelPool, Pick};
+use crate::hosts::HostTransition;
+use crate::metrics::{Metrics, ModelLabels, UpstreamLabels};
+use crate::pool::{Key, KeyPool, ModelPool, Pick, Recorded, Tried};
 use crate::provider::Family;
 use crate::request_id;
 use crate::server::trace::RequestTrace;
@@ -73,6 +75,7 @@ pub struct Failover<'a> {
     pub keys: &'a KeyPool,
     pub opts: &'a FailoverOptions,
     pub metrics: &'a Metrics,
+    pub exhaustion: &'a Exhaustion,
 }
 
 impl Failover<'_> {
@@ -86,20 +89,28 @@ impl Failover<'_> {
         trace: &mut RequestTrace,
     ) -> Result<Served<'p>, ApiError> {
         let budget = (self.opts.max_attempts as usize).min(pool.keys().len());
-        let mut tried: Vec<usize> = Vec::with_capacity(budget);
+        let mut tried = Tried::with_capacity(budget);
         let wait_until = tokio::time::Instant::now() + self.opts.wait_for_key;
         let mut last: Option<Result<Served<'p>, ApiError>> = None;
         loop {
             let key = match pool.pick(self.keys.now_ms(), &tried) {
                 Pick::Key(key) => key,
+                Pick::AllCooling { retry_in } | Pick::HostsDown { retry_in }
+                    if last.is_none() && tokio::time::Instant::now() + retry_in <= wait_until =>
+                {
+                    tokio::time::sleep(retry_in + Duration::from_millis(1)).await;
+                    continue;
+                }
                 Pick::AllCooling { retry_in } if last.is_none() => {
-                    if tokio::time::Instant::now() + retry_in <= wait_until {
-                        tokio::time::sleep(retry_in + Duration::from_millis(1)).await;
-                        continue;
-                    }
                     return Err(ApiError::AllKeysCooling {
                         model: truncate_for_message(model),
-                        retry_after_secs: retry_in.as_secs_f64().ceil().max(1.0) as u64,
+                        retry_after_secs: seconds(retry_in),
+                    });
+                }
+                Pick::HostsDown { retry_in } if last.is_none() => {
+                    return Err(ApiError::UpstreamsDown {
+                        model: truncate_for_message(model),
+                        retry_after_secs: seconds(retry_in),
                     });
                 }
                 Pick::AllDisabled if last.is_none() => {
@@ -109,7 +120,10 @@ impl Failover<'_> {
                 }
                 // Out of usable keys after at least one failed attempt: the client gets
                 // that failure as the upstream gave it.
-                Pick::AllCooling { .. } | Pick::AllDisabled | Pick::Exhausted => {
+                Pick::AllCooling { .. }
+                | Pick::HostsDown { .. }
+                | Pick::AllDisabled
+                | Pick::Exhausted => {
                     return last.unwrap_or(Err(ApiError::AllKeysDisabled {
                         model: truncate_for_message(model),
                     }));
@@ -118,8 +132,8 @@ impl Failover<'_> {
             if key.provider.family() == Family::Mock {
                 return Ok(Served::InProcess(key));
             }
-            tried.push(pool.index_of(key));
-            if tried.len() > 1 {
+            tried.key(pool.index_of(key));
+            if tried.attempts() > 1 {
                 let labels = ModelLabels {
                     model: key.metric.model,
                 };
@@ -135,21 +149,31 @@ impl Failover<'_> {
                 done: false,
             };
             let started = Instant::now();
-            let result = self.client.send(request, &key.label).await;
+            let result = self.client.send(request).await;
             guard.done = true;
             let (outcome, status) = match &result {
                 Ok(resp) => (
                     Outcome::from_response(resp.status().as_u16(), resp.headers()),
                     Some(resp.status().as_u16()),
                 ),
-                Err(ApiError::UpstreamTimeout { .. }) => (Outcome::Timeout, None),
-                Err(_) => (Outcome::ConnectFailed, None),
+                Err(e) => match e.blame() {
+                    Ok(outcome) => (outcome, None),
+                    // This host ran out of something: nobody upstream is to blame, and
+                    // another key would fail the same way.
+                    Err(resource) => {
+                        self.exhaustion.note(resource, "connecting to an upstream");
+                        trace.attempt_unanswered(AttemptRecord {
+                            key: key.metric.key,
+                            outcome: "local_exhaustion",
+                            status: None,
+                            elapsed: started.elapsed(),
+                        });
+                        return Err(ApiError::ProxyOverloaded { resource });
+                    }
+                },
             };
-            if let Some(Transition::CoolingDown(_)) = self.keys.record(key, outcome) {
-                self.metrics.cooldowns.get_or_create(&key.metric).inc();
-            }
-            self.metrics
-                .attempt(&key.metric, &key.series, outcome.label());
+            let recorded = self.keys.record(key, outcome);
+            self.record_metrics(key, outcome, recorded);
             trace.attempt(
                 key,
                 AttemptRecord {
@@ -159,8 +183,13 @@ impl Failover<'_> {
                     elapsed: started.elapsed(),
                 },
             );
-            let result = result.map(|resp| Served::Upstream(key, resp));
-            if !outcome.is_retryable() || tried.len() >= budget {
+            if let (Outcome::Unreachable { .. }, Some(host)) = (outcome, &key.host) {
+                tried.unreachable(host);
+            }
+            let result = result
+                .map(|resp| Served::Upstream(key, resp))
+                .map_err(|e| self.client.api_error(e, &key.label));
+            if !outcome.is_retryable() || tried.attempts() >= budget {
                 return result;
             }
             tracing::warn!(
@@ -175,4 +204,34 @@ impl Failover<'_> {
             last = Some(result);
         }
     }
+
+    fn record_metrics(&self, key: &Key, outcome: Outcome, recorded: Recorded) {
+        if let Some(Transition::CoolingDown(_)) = recorded.key {
+            self.metrics.cooldowns.get_or_create(&key.metric).inc();
+        }
+        if let Some(host) = &key.host {
+            let labels = UpstreamLabels {
+                upstream: host.label,
+            };
+            if let Outcome::Unreachable { .. } = outcome {
+                self.metrics
+                    .upstream_connect_failures
+                    .get_or_create(&labels)
+                    .inc();
+            }
+            if let Some(HostTransition::Opened(_)) = recorded.host {
+                self.metrics
+                    .upstream_breaker_opens
+                    .get_or_create(&labels)
+                    .inc();
+            }
+        }
+        self.metrics
+            .attempt(&key.metric, &key.series, outcome.label());
+    }
+}
+
+/// Whole seconds for `retry-after`, at least 1.
+fn seconds(d: Duration) -> u64 {
+    d.as_secs_f64().ceil().max(1.0) as u64
 }

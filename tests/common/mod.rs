@@ -77,6 +77,46 @@ impl Drop for Proxy {
     }
 }
 
+/// `GET url` with the admin token, as JSON (`/admin/keys`).
+pub async fn admin_get(url: &str) -> Value {
+    client()
+        .get(url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `GET url` as text (`/metrics`).
+pub async fn get_text(url: &str) -> String {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+pub async fn admin_keys(proxy: &Proxy) -> Value {
+    admin_get(&proxy.url("/admin/keys")).await
+}
+
+pub async fn metrics(proxy: &Proxy) -> String {
+    get_text(&proxy.url("/metrics")).await
+}
+
+/// The value of the sample line that starts with `series` (name and labels, exactly).
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l[series.len()..].trim().parse().ok())
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
