@@ -106,6 +106,18 @@ async fn a_refused_host_fails_over_to_another_host_and_its_breaker_opens_then_cl
         assert!(text.contains(&line), "{line} missing from\n{text}");
     }
     assert!(!text.contains("key_cooldowns_total{"), "{text}");
+    let page = client()
+        .get(proxy.url("/status"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row =
+        format!(r#"<tr data-upstream="{origin}"><td>{origin}</td><td class="disabled">open, "#);
+    assert!(page.contains(&row), "{page}");
 
     // While the breaker is open the dead host is not tried at all.
     let hits_before = live.hits()["k-live"];

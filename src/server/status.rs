@@ -15,6 +15,7 @@ use super::AppState;
 use crate::auth::bearer_matches;
 use crate::error::ApiError;
 use crate::health::KeyState;
+use crate::hosts::HostState;
 
 const REFRESH_SECONDS: u32 = 3;
 
@@ -97,6 +98,33 @@ th{{background:#f4f4f4}} td.n{{text-align:right;font-variant-numeric:tabular-num
                 cooldowns = h.cooldowns.load(Relaxed),
                 prompt = h.prompt_tokens.load(Relaxed),
                 completion = h.completion_tokens.load(Relaxed),
+            );
+        }
+        html.push_str("</table>\n");
+    }
+    let hosts = state.keys.hosts();
+    if !hosts.is_empty() {
+        html.push_str(
+            "<h2>upstream hosts</h2><table><tr><th>host</th><th>state</th><th>failures in a row</th>\
+             <th>connection failures</th><th>breaker openings</th></tr>\n",
+        );
+        for host in hosts {
+            let (class, state_text) = match host.state(now) {
+                HostState::Up => ("healthy", "up".to_owned()),
+                HostState::Open { until_ms } => (
+                    "disabled",
+                    format!("open, {:.1} s left", (until_ms - now) as f64 / 1000.0),
+                ),
+                HostState::HalfOpen => ("cooling", "half-open (probing)".to_owned()),
+            };
+            let _ = writeln!(
+                html,
+                "<tr data-upstream=\"{label}\"><td>{label}</td><td class=\"{class}\">{state_text}</td>\
+                 <td class=n>{fails}</td><td class=n>{failures}</td><td class=n>{opens}</td></tr>",
+                label = escape(host.label),
+                fails = host.consecutive_failures(),
+                failures = host.connect_failures.load(Relaxed),
+                opens = host.opened.load(Relaxed),
             );
         }
         html.push_str("</table>\n");
