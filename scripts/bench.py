@@ -5,8 +5,10 @@ installs what this needs; stdlib only.
 Starts, on loopback ports only: three instances of the project's mock upstream (no delay,
 10 ms and 500 ms between stream chunks), nginx as a plain reverse proxy to them (one worker,
 upstream keep-alive), and keyrelay (release build) several times over with different key
-sets. Drives them with oha, every run bounded in time or count, and prints one table whose
-ratios all come from this run. Every process started here is stopped on exit.
+sets. Scenario 8 (long streams) has its own mock (100 ms between chunks), keyrelay and
+nginx, run one proxy after the other. Drives them with oha, every run bounded in time or
+count, and prints one table whose ratios all come from this run. Every process started here
+is stopped on exit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -37,6 +40,30 @@ MILLION = os.environ.get("BENCH_MILLION") == "1"
 SOAK_REQUESTS = 1_000_000 if MILLION else int(os.environ.get("BENCH_REQUESTS", "200000"))
 WRITE = os.environ.get("BENCH_NO_WRITE") != "1"
 STREAMS = 1000
+# BENCH_ONLY=long runs scenario 8 alone (and leaves BENCHMARKS.md alone).
+ONLY = os.environ.get("BENCH_ONLY", "")
+
+
+def long_streams_default() -> int:
+    """As many streams as the hard open-file limit allows: a proxy holds two descriptors per
+    stream (client and upstream connection), and 1,000 stay in reserve for everything else."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY:
+        return 9000
+    return max(1, min(9000, (hard - 1000) // 2))
+
+
+# Scenario 8 (issue 15): many concurrent slow streams, one chunk every 100 ms. They open at
+# BENCH_LONG_RATE a second (0: all at once): a burst of thousands of connects overflows the
+# listen backlogs (128 for keyrelay and the mock, tokio's default; 511 for nginx) and then
+# measures SYN retries and connect timeouts instead of streams. By default a stream outlasts
+# the ramp by 5 s (at least 100 chunks, 10 s), so that every stream is open at once.
+LONG_STREAMS = int(os.environ.get("BENCH_LONG_STREAMS") or long_streams_default())
+LONG_RATE = int(os.environ.get("BENCH_LONG_RATE") or 1000)
+LONG_RAMP = LONG_STREAMS / LONG_RATE if LONG_RATE > 0 else 0.0
+LONG_DELAY_MS = 100
+LONG_CHUNKS = int(os.environ.get("BENCH_LONG_CHUNKS")
+                  or max(100, round((LONG_RAMP + 5) * 1000 / LONG_DELAY_MS)))
 
 # Bodies. The streamed prompt has six words, so the mock answers "You said: " and the six
 # words: 8 content chunks (plus the role chunk, the finish chunk and [DONE]).
@@ -58,6 +85,16 @@ def anthropic_body(stream: bool) -> str:
     }
     if stream:
         body["stream"] = True
+    return json.dumps(body)
+
+
+def long_body(model: str, chunks: int) -> str:
+    """A streamed chat body whose answer is `chunks` SSE frames: the mock sends the role
+    frame, "You ", "said: ", one frame per prompt word, the finish frame and [DONE]
+    (src/mock/openai.rs), so the prompt has chunks − 5 words. keyrelay also asks the mock
+    for usage, one more frame upstream that it keeps from the client."""
+    words = " ".join(f"w{i}" for i in range(chunks - 5))
+    body = {"model": model, "messages": [{"role": "user", "content": words}], "stream": True}
     return json.dumps(body)
 
 
@@ -101,6 +138,16 @@ class Procs:
             time.sleep(0.05)
         err = (self.tmp / f"{name}.err").read_text(errors="replace")
         raise RuntimeError(f"{name} did not start: {err[-2000:]}")
+
+    def stop(self, p: subprocess.Popen) -> None:
+        """Stops one process early (`stop_all` then skips it)."""
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
     def stop_all(self) -> None:
         for _, p in reversed(self.procs):
@@ -153,7 +200,7 @@ class Mock:
         argv = [str(BIN / "keyrelay-mock"), "--port", "0"]
         if delay_ms:
             argv += ["--chunk-delay-ms", str(delay_ms)]
-        p = procs.start(name, argv)
+        p = self.proc = procs.start(name, argv)
         m = procs.wait_for_line(name, p, r"listening on http://127\.0\.0\.1:(\d+)/v1")
         self.port = int(m.group(1))
         self.url = f"http://127.0.0.1:{self.port}"
@@ -208,12 +255,12 @@ def metric_sum(metrics: dict[str, float], prefix: str, contains: str = "") -> fl
 NGINX_CONF = """\
 {user}
 worker_processes 1;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile {rlimit};
 daemon off;
 master_process on;
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log warn;
-events {{ worker_connections 8192; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     client_body_temp_path {tmp}/nginx-body;
@@ -246,21 +293,26 @@ NGINX_SERVER = """\
 
 
 class Nginx:
-    def __init__(self, procs: Procs, upstreams: dict[str, int]) -> None:
-        self.ports = {name: free_port() for name in upstreams}
+    def __init__(self, procs: Procs, upstreams: dict[str, int], name: str = "nginx",
+                 connections: int = 8192, rlimit: int = 65536) -> None:
+        self.ports = {up: free_port() for up in upstreams}
         servers = "".join(
-            NGINX_SERVER.format(name=name, upstream=port, port=self.ports[name])
-            for name, port in upstreams.items()
+            NGINX_SERVER.format(name=up, upstream=port, port=self.ports[up])
+            for up, port in upstreams.items()
         )
         user = "user root;" if os.geteuid() == 0 else ""
-        conf = procs.tmp / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(user=user, tmp=procs.tmp, servers=servers))
+        # A directory of its own, so that a second instance keeps its own pid file and logs.
+        base = procs.tmp / name
+        base.mkdir()
+        conf = base / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(user=user, tmp=base, servers=servers,
+                                          connections=connections, rlimit=rlimit))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
         self.version = subprocess.run(
             [nginx, "-v"], capture_output=True, text=True
         ).stderr.strip()
         self.proc = procs.start(
-            "nginx", [nginx, "-p", str(procs.tmp), "-c", str(conf), "-e", str(procs.tmp / "nginx-error.log")]
+            name, [nginx, "-p", str(base), "-c", str(conf), "-e", str(base / "nginx-error.log")]
         )
         for port in self.ports.values():
             wait_port(port, self.proc)
@@ -361,10 +413,12 @@ def oha(
     n: int | None = None,
     qps: int | None = None,
     expect_errors: bool = False,
+    request_timeout: float | None = None,
 ) -> Run:
     argv = [
         "oha", "--no-tui", "--output-format", "json", "-m", "POST",
-        "-T", "application/json", "-d", target.body, "-c", str(c), "-t", "60s",
+        "-T", "application/json", "-d", target.body, "-c", str(c),
+        "-t", f"{request_timeout or 60:g}s",
     ]
     for h in target.headers:
         argv += ["-H", h]
@@ -374,7 +428,12 @@ def oha(
     else:
         assert n is not None
         argv += ["-n", str(n)]
-        limit = 1800
+        # With a worker per request (-c N -n N), the run ends within one request's timeout
+        # after the last one starts.
+        if request_timeout and c >= n:
+            limit = request_timeout + 120 + (n / qps if qps else 0)
+        else:
+            limit = 1800
     if qps is not None:
         argv += ["-q", str(qps), "--latency-correction"]
     argv.append(target.url)
@@ -452,6 +511,8 @@ def fmt(value, unit: str) -> str:
         return f"{value * 1e6:,.1f} µs"
     if unit == "MiB":
         return f"{value:,.1f} MiB"
+    if unit == "KiB":
+        return f"{value:,.1f} KiB"
     if unit == "%":
         return f"{value:.3f} %"
     if unit == "x":
@@ -570,7 +631,72 @@ def sample_peak(fn_rss, stop: threading.Event, extra=None) -> dict:
     return peak
 
 
+class Peaks:
+    """Samples each of `fns` every 100 ms until `stop`, keeping the peaks; each on a thread
+    of its own, so that a slow one (an HTTP request to a busy proxy) does not thin out the
+    others' samples."""
+
+    def __init__(self, fns: dict) -> None:
+        self.peak = {name: 0.0 for name in fns}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(name, fn), daemon=True)
+                         for name, fn in fns.items()]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self, name: str, fn) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak[name] = max(self.peak[name], fn())
+            except Exception:  # a sample that fails (process gone, request refused) is skipped
+                pass
+            self._stop.wait(0.1)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+        return self.peak
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def listen_overflows() -> int:
+    """The kernel's count of connections a full accept queue turned away (whole machine).
+    Such a client waits for its SYN to be sent again, 1 s later: in a burst of connects, a
+    listen backlog smaller than the burst shows in the TTFB percentiles."""
+    try:
+        lines = Path("/proc/net/netstat").read_text().splitlines()
+        for head, values in zip(lines[::2], lines[1::2]):
+            if head.startswith("TcpExt:"):
+                return int(dict(zip(head.split(), values.split()))["ListenOverflows"])
+    except (OSError, KeyError, ValueError):
+        pass
+    return 0
+
+
+def raise_nofile(need: int) -> None:
+    """oha holds a descriptor per stream and a proxy two; both inherit this process's soft
+    limit, so raise it as far as the hard limit allows (bench.sh does too, for the others)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < need:
+        log(f"    note: open-file limit {new:,} is below the {need:,} this run needs")
+
+
 def main() -> int:
+    if ONLY not in ("", "long"):
+        log(f"bench: BENCH_ONLY={ONLY!r}: the only scenario that runs alone is 'long'")
+        return 2
+    if LONG_CHUNKS < 6:
+        log("bench: BENCH_LONG_CHUNKS must be 6 or more (role, 'You ', 'said: ', a word, "
+            "finish, [DONE])")
+        return 2
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the `finally` below stops every process.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
@@ -586,12 +712,16 @@ def main() -> int:
     table = render(rows)
     print(table)
     log(f"suite finished in {elapsed:.0f} s")
-    if WRITE:
+    if WRITE and ONLY:
+        log("bench: BENCHMARKS.md holds the whole suite's table; BENCH_ONLY leaves it alone")
+    elif WRITE:
         write_benchmarks(table, elapsed)
     return 0
 
 
 def suite(procs: Procs) -> list[Row]:
+    if ONLY == "long":
+        return long_streams(procs)
     D = DURATION
     log(f"bench: temp dir {procs.tmp}; {ROUNDS} rounds of {D:g} s per measurement")
     fast = Mock(procs, "mock-fast", 0)
@@ -853,7 +983,136 @@ def suite(procs: Procs) -> list[Row]:
             rows.append(Row(sec, f"… reads (read, recv*)", "n2", None, n["read"], k["read"]))
             rows.append(Row(sec, f"… wake-ups and waits (futex, epoll_wait)", "n2", None,
                             n["wait"], k["wait"]))
+
+    # 8. Long streams, with processes of their own.
+    rows += long_streams(procs)
     return rows
+
+
+def long_streams(procs: Procs) -> list[Row]:
+    """Scenario 8 (issue 15): LONG_STREAMS streams at once, LONG_CHUNKS chunks each, one
+    every 100 ms, through keyrelay and then through nginx (never both at once) to a mock of
+    their own. A proxy holding thousands of slow streams spends its memory on per-stream
+    state, so RSS per open stream is the figure this scenario is for."""
+    n, chunks = LONG_STREAMS, LONG_CHUNKS
+    log(f"8. long streams: {n:,} at once, {chunks} chunks each, one every {LONG_DELAY_MS} ms; "
+        + (f"{LONG_RATE:,} opened a second" if LONG_RATE else "all opened at once"))
+    raise_nofile(2 * n + 1000)
+    mock = Mock(procs, "mock-long", LONG_DELAY_MS)
+    chat = "/v1/chat/completions"
+    body = long_body("l", chunks)
+
+    keys = [{"name": "l-1", "api_key": "k1", "model": "l", "provider": "openai",
+             "base_url": mock.url + "/v1"}]
+    # Its in-flight limit must not be what caps the run (given explicitly: older versions
+    # default to 4,096, newer ones derive it from the open-file limit). Its connect timeout
+    # is nginx's (proxy_connect_timeout, 60 s): when the machine cannot keep up, the mock's
+    # accept queue overflows and a connect waits for SYN retries (1, 3, 7, 15 s); keyrelay's
+    # default 10 s then fails them, and three in a row take the only upstream out of service
+    # for a while (a key's cooldown, or since 8049b33 the host's breaker).
+    kr = Keyrelay(procs, "keyrelay-long", keys, ["--max-concurrency", str(n + 500),
+                                                 "--connect-timeout", "60"])
+
+    def open_streams() -> float:
+        return kr.metrics()["keyrelay_open_streams"]
+
+    k = long_run(Target("keyrelay", kr.url + chat, body, OPENAI_HEADERS, [kr.proc.pid]),
+                 kr.rss, mock, kr.log, {"gauge": open_streams})
+    # Stopped, so that its idle upstream connections do not stay on the mock during nginx's run.
+    procs.stop(kr.proc)
+    time.sleep(1.0)
+
+    # Every stream holds a client and an upstream connection in nginx's one worker, and
+    # nginx starts closing connections that wait for a request ("worker_connections are not
+    # enough, reusing connections") once fewer than 1/16 of its connections are free.
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    connections = 2 * n * 16 // 15 + 500
+    if hard != resource.RLIM_INFINITY:
+        connections = min(connections, hard - 100)
+    ng = Nginx(procs, {"long": mock.port}, name="nginx-long", connections=connections,
+               rlimit=connections + 100)
+    g = long_run(Target("nginx", ng.url("long") + chat, body, OPENAI_HEADERS, [ng.proc.pid]),
+                 ng.rss, mock, procs.tmp / "nginx-long" / "nginx-error.log")
+    procs.stop(ng.proc)
+
+    sec = "8 long streams"
+    opening = f"opened at {LONG_RATE:,}/s" if LONG_RATE else "opened at once"
+    label = f"{n:,} streams × {chunks} chunks, {LONG_DELAY_MS} ms apart, {opening}"
+    k_open, g_open = k["peak"]["gauge"], g["peak"]["upstream"]
+    per_k = (k["peak"]["rss"] - k["idle"]) / max(k_open, 1)
+    per_g = (g["peak"]["rss"] - g["idle"]) / max(g_open, 1)
+    kw = {"ratio_direct": False}
+    return [
+        Row(sec, f"{label}: RSS idle, before the run", "MiB", None, mib(g["idle"]),
+            mib(k["idle"]), **kw),
+        Row(sec, "… RSS peak (nginx: master + worker)", "MiB", None,
+            mib(g["peak"]["rss"]), mib(k["peak"]["rss"]), **kw),
+        Row(sec, "… streams open at peak (nginx: mock's connections; keyrelay: "
+            "keyrelay_open_streams)", "n", None, g_open, k_open,
+            target=f"= {n:,}", met=min(g_open, k_open) >= n, ratio_nginx=False, **kw),
+        Row(sec, "… … mock's connections at peak (both)", "n", None, g_open,
+            k["peak"]["upstream"], ratio_nginx=False, **kw),
+        Row(sec, "… RSS per open stream, (peak − idle) / open", "KiB", None, per_g, per_k,
+            target="≤ nginx", met=per_k <= per_g, **kw),
+        Row(sec, "… proxy CPU per chunk delivered", "cpu", None, g["cpu"], k["cpu"], **kw),
+        Row(sec, "… TTFB p50", "s", None, g["run"].ttfb50, k["run"].ttfb50, **kw),
+        Row(sec, "… TTFB p99", "s", None, g["run"].ttfb99, k["run"].ttfb99, **kw),
+        Row(sec, "… … connects turned away by a full accept queue, the proxy's or the "
+            "mock's (kernel ListenOverflows)", "n", None, g["overflows"], k["overflows"],
+            ratio_nginx=False, **kw),
+        Row(sec, f"… total p50 (nominal {(chunks - 1) * LONG_DELAY_MS / 1000:g} s: longer when "
+            "the machine cannot keep up)", "s", None, g["run"].p50, k["run"].p50, **kw),
+        Row(sec, f"… streams completed (of {n:,})", "n", None, g["run"].ok, k["run"].ok,
+            ratio_nginx=False, **kw),
+        Row(sec, "… streams failed", "n", None, g["run"].failed, k["run"].failed,
+            ratio_nginx=False, **kw),
+    ]
+
+
+def long_run(target: Target, rss, mock: Mock, proxy_log: Path,
+             extra: dict | None = None) -> dict:
+    """One `-c N -n N` run of scenario 8 through one proxy: its RSS before and at peak, the
+    peak of the mock's open connections (one per stream the proxy has open upstream, for
+    nginx as for keyrelay), and the proxy's CPU time per chunk delivered."""
+    n, chunks = LONG_STREAMS, LONG_CHUNKS
+    time.sleep(1.0)  # settled after its start
+    idle = rss()
+    mock_pid = mock.proc.pid
+    base_fds = fd_count(mock_pid)
+    peaks = Peaks({"rss": rss, "upstream": lambda: fd_count(mock_pid) - base_fds,
+                   **(extra or {})})
+    # A stream lasts (chunks − 1) delays, here up to 2.5 times that when the machine cannot
+    # keep up (every process's timers fire late): three times and a minute more.
+    timeout = 3 * chunks * LONG_DELAY_MS / 1000 + 60
+    overflows = listen_overflows()
+    try:
+        run = oha(target, c=n, n=n, qps=LONG_RATE or None, request_timeout=timeout)
+    finally:
+        peak = peaks.stop()
+    overflows = listen_overflows() - overflows
+    # oha's CPU figure is per request; a chunk is what a slow stream costs over its life.
+    cpu = run.cpu * run.total / max(run.ok * chunks, 1)
+    opened = ", ".join(f"{k} {v:,.0f}" for k, v in peak.items() if k != "rss")
+    log(f"   {target.name}: {run.ok:,} ok, {run.failed:,} failed; RSS {mib(idle):.1f} MiB idle, "
+        f"{mib(peak['rss']):.1f} MiB peak; open at peak: {opened}")
+    if run.failed:
+        # The temp dir goes on exit: show why, from the proxy's own log.
+        for line in failure_lines(proxy_log)[-3:]:
+            log(f"     {line[:300]}")
+    return {"run": run, "idle": idle, "peak": peak, "cpu": cpu, "overflows": overflows}
+
+
+def failure_lines(path: Path) -> list[str]:
+    """The lines of a proxy's log that say why requests failed: every line of nginx's error
+    log; keyrelay's warnings and its request lines with a status other than 2xx."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    if path.name == "nginx-error.log":
+        return lines
+    return [line for line in lines
+            if " WARN " in line or " ERROR " in line or re.search(r"\bstatus=[013-9]", line)]
 
 
 def syscall_counts(procs: Procs, target: Target, pids: list[int], n: int) -> dict[str, float]:
