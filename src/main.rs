@@ -6,7 +6,6 @@ use clap::Parser;
 use keyrelay::capacity::OpenFiles;
 use keyrelay::cli::Cli;
 use keyrelay::config::{Config, KeySource};
-use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,8 +50,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = keyrelay::server::listener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     keyrelay::banner::log(addr, &config);

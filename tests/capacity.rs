@@ -272,3 +272,34 @@ async fn the_derived_limit_refuses_what_the_descriptors_cannot_carry() {
     assert_no_key_or_host_blamed(&proxy).await;
     all_succeed_at_once(&proxy.url).await;
 }
+
+/// A burst of connects larger than the standard library's backlog of 128 is queued whole
+/// while nothing accepts: each can be accepted at once, none waits a second or more for the
+/// kernel to retry its handshake.
+#[tokio::test]
+async fn the_listener_queues_a_burst_of_connects() {
+    let listener =
+        keyrelay::server::listener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connects = (0..600).map(|_| tokio::net::TcpStream::connect(addr));
+    let clients = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::future::join_all(connects),
+    )
+    .await
+    .expect("every connect completes");
+    assert!(clients.iter().all(Result::is_ok));
+    let mut accepted = 0;
+    let quickly = tokio::time::sleep(Duration::from_millis(500));
+    tokio::pin!(quickly);
+    while accepted < 600 {
+        tokio::select! {
+            conn = listener.accept() => {
+                conn.unwrap();
+                accepted += 1;
+            }
+            () = &mut quickly => break,
+        }
+    }
+    assert_eq!(accepted, 600, "connections queued for accept");
+}

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use clap::Parser;
 use keyrelay::mock::upstream::{MockOptions, MockUpstream};
-use tokio::net::TcpListener;
 
 /// A mock OpenAI-compatible upstream. A key containing `status-429` answers 429; one
 /// containing `delay-250` waits 250 ms before answering.
@@ -25,7 +24,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let listener = TcpListener::bind((args.host.as_str(), args.port)).await?;
+    let addr = tokio::net::lookup_host((args.host.as_str(), args.port))
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("{}: no address", args.host))?;
+    let listener = keyrelay::server::listener::bind(addr)?;
     let mock = MockUpstream::serve(
         listener,
         MockOptions {

@@ -13,11 +13,30 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::exhaustion::{Exhaustion, Resource};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections the kernel holds for `accept` (capped by `net.core.somaxconn`, 4,096 on
+/// current Linux). The standard library's and tokio's `bind` ask for 128: a burst of more
+/// connects than that overflows the queue, and each client turned away waits a second or
+/// more for its SYN to be sent again. nginx asks for 511, Go for `somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog fit for bursts of clients.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 pub struct ListenOptions {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
