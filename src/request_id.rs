@@ -15,7 +15,10 @@ pub fn of(headers: &HeaderMap) -> HeaderValue {
     headers
         .get(&HEADER)
         .filter(|v| acceptable(v))
-        .cloned()
+        // Copied, not shared: the client's value is a slice of the connection's read buffer,
+        // and the id lives as long as the response (trace, log line), so sharing it would
+        // pin that buffer for the whole stream and make hyper allocate another one.
+        .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
         .unwrap_or_else(generate)
 }
 

@@ -152,3 +152,27 @@ async fn an_upstream_that_never_accepts_hits_the_connect_timeout() {
     assert_eq!(err["error"]["code"], "upstream_connect_timeout", "{err}");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// A connection that has not said anything yet does not hold up the exit: it is not a
+/// request in flight.
+#[tokio::test]
+async fn sigterm_does_not_wait_for_a_connection_that_never_spoke() {
+    let mock = MockUpstream::start(MockOptions::default()).await.unwrap();
+    let (mut child, url) = spawn_keyrelay(&json!([openai_key(&mock, "m", "k1")]), &[]);
+    let addr = url.trim_start_matches("http://");
+    let _silent = std::net::TcpStream::connect(addr).unwrap();
+    // Accepted and waiting for its first bytes.
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_for_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -396,16 +396,30 @@ async fn https_listener_with_a_generated_certificate() {
         "https://localhost:{}/v1/chat/completions",
         proxy.addr.port()
     );
-    let v: Value = https
+    let resp = https
         .post(&url)
         .json(&chat_body("m", "secure"))
         .send()
         .await
-        .unwrap()
-        .json()
+        .unwrap();
+    // ALPN chose HTTP/2; a client that offers only HTTP/1.1 gets that.
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "You said: secure");
+    let http1 = reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = http1
+        .post(&url)
+        .json(&chat_body("m", "secure"))
+        .send()
         .await
         .unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "You said: secure");
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+    assert_eq!(resp.status(), 200);
     // Plain HTTP to the TLS port gets nothing useful.
     assert!(
         client()

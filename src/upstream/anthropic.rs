@@ -14,7 +14,7 @@ use super::client::UpstreamRequest;
 use super::headers::{copy_request_headers, strip_response_headers};
 use super::stream_guard::{ClientBody, IdleTimeout};
 use super::translated_body::TranslatedBody;
-use super::{BodyContext, json_response, read_upstream_body, unix_now};
+use super::{BodyContext, json_response, read_upstream_body, right_sized, unix_now};
 use crate::error::{ApiError, ErrorFormat};
 use crate::pool::Key;
 use crate::translate::stream::AnthropicToOpenAi;
@@ -124,7 +124,7 @@ pub async fn chat_response(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         let body = ClientBody::new(translated, Some(ErrorFormat::OpenAi), ctx.stats.clone());
         let mut resp = Response::new(Body::new(body));
-        *resp.headers_mut() = headers;
+        *resp.headers_mut() = right_sized(headers);
         return Ok(resp);
     }
     let body = read_upstream_body(incoming, key).await?;

@@ -54,7 +54,7 @@ pub async fn passthrough_response(
         parts.headers.remove(header::CONTENT_LENGTH);
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = parts.status;
-        *resp.headers_mut() = parts.headers;
+        *resp.headers_mut() = right_sized(parts.headers);
         return Ok(resp);
     }
     let is_stream = parts
@@ -80,8 +80,18 @@ pub async fn passthrough_response(
     };
     let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
-    *resp.headers_mut() = parts.headers;
+    *resp.headers_mut() = right_sized(parts.headers);
     Ok(resp)
+}
+
+/// The same headers in a map sized for them, for a response to the client. hyper's server
+/// keeps a response's header map for the connection's life (to parse the next request
+/// into), and the upstream's map was sized for every header the upstream sent: a
+/// provider's 25 make a 5 KB map. Rebuilding 22 headers costs about 0.5 µs.
+pub(crate) fn right_sized(headers: HeaderMap) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    map.extend(headers);
+    map
 }
 
 /// Upstream bodies keyrelay must read whole (errors, responses to translate) are bounded,
@@ -124,6 +134,6 @@ pub(crate) fn json_response(status: StatusCode, mut headers: HeaderMap, body: By
     headers.remove(header::CONTENT_LENGTH);
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    *resp.headers_mut() = headers;
+    *resp.headers_mut() = right_sized(headers);
     resp
 }

@@ -14,7 +14,7 @@ use super::client::UpstreamRequest;
 use super::headers::{copy_request_headers, strip_response_headers};
 use super::stream_guard::{ClientBody, IdleTimeout};
 use super::translated_body::TranslatedBody;
-use super::{BodyContext, json_response, read_upstream_body};
+use super::{BodyContext, json_response, read_upstream_body, right_sized};
 use crate::error::{ApiError, ErrorFormat};
 use crate::inspect::ChatRequest;
 use crate::pool::Key;
@@ -98,7 +98,7 @@ pub async fn messages_response(
         );
         let body = ClientBody::new(translated, Some(ErrorFormat::Anthropic), ctx.stats.clone());
         let mut resp = Response::new(Body::new(body));
-        *resp.headers_mut() = headers;
+        *resp.headers_mut() = right_sized(headers);
         return Ok(resp);
     }
     let body = read_upstream_body(incoming, key).await?;
