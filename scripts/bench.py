@@ -55,7 +55,7 @@ def long_streams_default() -> int:
 
 # Scenario 8 (issue 15): many concurrent slow streams, one chunk every 100 ms. They open at
 # BENCH_LONG_RATE a second (0: all at once): a burst of thousands of connects overflows the
-# listen backlogs (128 for keyrelay and the mock, tokio's default; 511 for nginx) and then
+# listen backlogs (4,096 for keyrelay, the mock and, as configured here, nginx) and then
 # measures SYN retries and connect timeouts instead of streams. By default a stream outlasts
 # the ramp by 5 s (at least 100 chunks, 10 s), so that every stream is open at once.
 LONG_STREAMS = int(os.environ.get("BENCH_LONG_STREAMS") or long_streams_default())
@@ -281,7 +281,9 @@ NGINX_SERVER = """\
         keepalive_requests 1000000;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        # keyrelay's backlog (nginx's default is 511), so a burst of connects meets the same
+        # queue in both.
+        listen 127.0.0.1:{port} backlog=4096;
         location / {{
             proxy_pass http://{name};
             proxy_http_version 1.1;
