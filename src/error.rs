@@ -70,7 +70,7 @@ pub enum ApiError {
     )]
     AllKeysDisabled { model: String },
     #[error(
-        "No upstream host for model `{model}` can be reached (connections refused or timed out); the next try is in {retry_after_secs} s."
+        "No upstream host for model `{model}` can be reached (connections refused, timed out, or failing DNS or TLS); the next try is in {retry_after_secs} s."
     )]
     UpstreamsDown {
         model: String,

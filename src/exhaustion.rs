@@ -89,8 +89,9 @@ impl Resource {
             Resource::Memory => "memory",
             Resource::SocketBuffers => "kernel socket buffers",
             Resource::LocalPorts => {
-                "local ports to connect from (net.ipv4.ip_local_port_range, or fewer \
-                 connections to one upstream)"
+                "local addresses to connect from (EADDRNOTAVAIL: the ephemeral ports to that \
+                 upstream are used up — net.ipv4.ip_local_port_range — or its address family \
+                 is disabled on this host)"
             }
         }
     }

@@ -20,26 +20,31 @@ use std::time::Duration;
 pub struct HostPolicy {
     /// Consecutive connection failures that open the breaker.
     pub threshold: u32,
-    /// The first open period, and how long a probe has before another may go.
+    /// The first open period.
     pub open_base: Duration,
     /// The longest open period, however many probes failed.
     pub open_max: Duration,
+    /// How long a probe has to connect before another request may probe: the connect
+    /// timeout and a margin, so that a host that swallows connects gets one probe at a time.
+    pub probe_window: Duration,
 }
 
 impl HostPolicy {
-    /// Opening for `open_base` first, doubling up to 30 s (or `open_base`, if longer).
-    pub fn starting_at(open_base: Duration) -> HostPolicy {
+    /// Opening for `open_base` first, doubling up to 30 s (or `open_base`, if longer), with
+    /// probes that may take `connect_timeout`.
+    pub fn new(open_base: Duration, connect_timeout: Duration) -> HostPolicy {
         HostPolicy {
             threshold: 3,
             open_base,
             open_max: open_base.max(Duration::from_secs(30)),
+            probe_window: connect_timeout + Duration::from_secs(1),
         }
     }
 }
 
 impl Default for HostPolicy {
     fn default() -> Self {
-        HostPolicy::starting_at(Duration::from_secs(1))
+        HostPolicy::new(Duration::from_secs(1), Duration::from_secs(10))
     }
 }
 
@@ -91,7 +96,7 @@ pub struct Host {
     pub label: &'static str,
     /// Its place in the pool's host list, for a request's record of failed hosts.
     pub index: usize,
-    /// How long a probe has before another request may probe (the policy's `open_base`).
+    /// How long a probe has before another request may probe.
     probe_window_ms: u64,
     /// 0 while closed; otherwise no request is sent before this time (the open period, or
     /// the window of a probe under way).
@@ -108,7 +113,7 @@ impl Host {
         Host {
             label,
             index,
-            probe_window_ms: duration_ms(policy.open_base),
+            probe_window_ms: duration_ms(policy.probe_window),
             blocked_until_ms: AtomicU64::new(0),
             failing: AtomicBool::new(false),
             breaker: Mutex::default(),
@@ -140,8 +145,12 @@ impl Host {
             return false;
         }
         let mut breaker = self.breaker();
-        if self.blocked_until_ms.load(Relaxed) != until {
-            return false; // another request took the probe
+        // Looked at again under the lock: the breaker may have closed (a probe connected) or
+        // another request may have taken the probe since.
+        match self.blocked_until_ms.load(Relaxed) {
+            0 => return true,
+            until if until > now_ms => return false,
+            _ => {}
         }
         breaker.probing = true;
         self.blocked_until_ms
@@ -248,6 +257,7 @@ mod tests {
             threshold: 3,
             open_base: Duration::from_millis(1000),
             open_max: Duration::from_millis(3000),
+            probe_window: Duration::from_millis(1000),
         }
     }
 

@@ -166,7 +166,7 @@ impl Default for Metrics {
         );
         registry.register(
             "local_exhaustion",
-            "Requests refused because this host ran out of a resource (open files, memory, socket buffers, local ports)",
+            "Requests refused, and connections not accepted (one count per 50 ms retry of the accept loop), because this host ran out of a resource (open files, memory, socket buffers, local ports)",
             exhaustion.clone(),
         );
         registry.register(

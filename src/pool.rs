@@ -137,7 +137,11 @@ impl ModelPool {
             }
             match key.host.as_ref().map_or(0, |h| tried.failures_on(h)) {
                 0 if key.host.as_ref().is_none_or(|h| h.admit(now_ms)) => return Pick::Key(key),
-                1 if same_host_again.is_none() => same_host_again = Some(key),
+                1 if same_host_again.is_none()
+                    && key.host.as_ref().is_none_or(|h| h.available(now_ms)) =>
+                {
+                    same_host_again = Some(key);
+                }
                 _ => {}
             }
         }
@@ -271,36 +275,39 @@ impl KeyPool {
         self.clock.now_ms()
     }
 
+    /// A connection to `key`'s host is open: whatever the answer, the host is reachable.
+    pub fn host_reached(&self, key: &Key) {
+        if let Some(host) = &key.host
+            && host.record_success() == Some(HostTransition::Closed)
+        {
+            tracing::info!(upstream = host.label, "upstream reachable again");
+        }
+    }
+
     /// Updates `key`, or its host, after an attempt; logs any change of state and returns it.
-    /// A connection failure is the host's: the key's state is left alone.
+    /// A connection failure is the host's: the key's state is left alone. (A connection that
+    /// opened has already told the host, through `host_reached`.)
     pub fn record(&self, key: &Key, outcome: Outcome) -> Recorded {
         let now = self.now_ms();
-        let host = match (&key.host, outcome) {
-            (Some(host), Outcome::Unreachable { .. }) => {
-                key.health.record(outcome, now, &self.policy, false);
-                let transition = host.record_failure(now, &self.policy.hosts);
-                if let Some(HostTransition::Opened(d)) = transition {
-                    tracing::warn!(
-                        upstream = host.label,
-                        open_s = d.as_secs_f64(),
-                        failures = host.consecutive_failures(),
-                        "upstream unreachable: its keys are skipped, then it is probed again"
-                    );
-                }
-                return Recorded {
-                    key: None,
-                    host: transition,
-                };
+        if let (Some(host), Outcome::Unreachable { .. }) = (&key.host, outcome) {
+            key.health.record(outcome, now, &self.policy, false);
+            let transition = host.record_failure(now, &self.policy.hosts);
+            if let Some(HostTransition::Opened(d)) = transition {
+                tracing::warn!(
+                    upstream = host.label,
+                    open_s = d.as_secs_f64(),
+                    failures = host.consecutive_failures(),
+                    "upstream unreachable: its keys are skipped, then it is probed again"
+                );
             }
-            (Some(host), _) => host.record_success(),
-            (None, _) => None,
-        };
-        if let (Some(HostTransition::Closed), Some(h)) = (host, &key.host) {
-            tracing::info!(upstream = h.label, "upstream reachable again");
+            return Recorded {
+                key: None,
+                host: transition,
+            };
         }
         Recorded {
             key: self.record_key(key, outcome, now),
-            host,
+            host: None,
         }
     }
 

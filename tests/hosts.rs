@@ -66,12 +66,13 @@ fn assert_keys_untouched(admin: &Value) {
 }
 
 #[tokio::test]
-async fn a_refused_host_fails_over_to_another_host_and_its_breaker_opens_then_closes() {
+async fn a_refused_host_fails_over_to_another_host_and_its_breaker_opens() {
     let live = MockUpstream::start(MockOptions::default()).await.unwrap();
     let dead = DeadPort::new();
     let origin = dead.origin();
     let keys = json!([key_at(&origin, "k-dead"), openai_key(&live, "m", "k-live")]);
-    let proxy = Proxy::start(&keys, &["--host-breaker-cooldown", "0.3"]).await;
+    // Open for longer than the test runs: nothing below depends on timing.
+    let proxy = Proxy::start(&keys, &["--host-breaker-cooldown", "60"]).await;
 
     // Every other pick lands on the dead host: each of those fails over to the live one.
     for _ in 0..6 {
@@ -84,7 +85,7 @@ async fn a_refused_host_fails_over_to_another_host_and_its_breaker_opens_then_cl
     assert_eq!(host["state"], "open", "{admin}");
     assert_eq!(host["connect_failures"], 3, "{admin}");
     assert_eq!(host["breaker_opens"], 1, "{admin}");
-    assert!(host["open_remaining_s"].as_f64().unwrap() <= 0.3);
+    assert!(host["open_remaining_s"].as_f64().unwrap() <= 60.0);
     let live_origin = format!("http://{}", live.addr());
     assert_eq!(upstream(&admin, &live_origin)["state"], "up");
     let dead_key = &admin["keys"][0];
@@ -130,21 +131,81 @@ async fn a_refused_host_fails_over_to_another_host_and_its_breaker_opens_then_cl
         3
     );
 
-    // The host comes back; after the open period one request probes it and closes it.
-    let back = dead.come_back();
-    tokio::time::sleep(Duration::from_millis(350)).await;
-    for _ in 0..4 {
-        assert_eq!(proxy.chat(&chat_body("m", "hi")).await.status(), 200);
+    // An operator's reset of one of its keys vouches for the host too.
+    let reset = client()
+        .post(proxy.url("/admin/keys/k-dead/reset"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    assert_eq!(upstream(&admin_keys(&proxy).await, &origin)["state"], "up");
+}
+
+/// Once the open period is over, one request probes the host, and the breaker closes as soon
+/// as its connection opens, not when a slow answer's head arrives.
+#[tokio::test]
+async fn a_probe_that_connects_closes_the_breaker_before_its_answer() {
+    let dead = DeadPort::new();
+    let origin = dead.origin();
+    let proxy = Proxy::start(
+        &json!([key_at(&origin, "k-dead")]),
+        &["--host-breaker-cooldown", "0.2"],
+    )
+    .await;
+    for _ in 0..3 {
+        expect_error(proxy.chat(&chat_body("m", "hi")).await, 502).await;
     }
-    assert!(back.hits().get("k-dead").copied().unwrap_or(0) >= 1);
     let admin = admin_keys(&proxy).await;
-    let host = upstream(&admin, &origin);
-    assert_eq!(host["state"], "up", "{admin}");
-    assert_eq!(host["consecutive_failures"], 0, "{admin}");
-    assert_keys_untouched(&admin);
+    assert_eq!(upstream(&admin, &origin)["breaker_opens"], 1, "{admin}");
+
+    let back = dead.come_back();
+    back.script("k-dead", [Behavior::DelayHeaders(Duration::from_secs(1))]);
+    let half_open = poll_until(&proxy, |admin| {
+        upstream(admin, &origin)["state"] == "half_open"
+    })
+    .await;
+    assert_keys_untouched(&half_open);
+    let probe = tokio::spawn({
+        let url = proxy.url("/v1/chat/completions");
+        async move {
+            client()
+                .post(url)
+                .json(&chat_body("m", "probe"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let up = poll_until(&proxy, |admin| upstream(admin, &origin)["state"] == "up").await;
+    assert!(
+        !probe.is_finished(),
+        "closed while the answer is still on its way"
+    );
+    assert_eq!(upstream(&up, &origin)["consecutive_failures"], 0);
+    assert_eq!(probe.await.unwrap(), 200);
+    assert_eq!(back.hits()["k-dead"], 1, "one probe");
+    assert_eq!(proxy.chat(&chat_body("m", "hi")).await.status(), 200);
     let text = metrics(&proxy).await;
-    let up = format!(r#"keyrelay_upstream_state{{upstream="{origin}",state="up"}} 1"#);
-    assert!(text.contains(&up), "{text}");
+    let line = format!(r#"keyrelay_upstream_state{{upstream="{origin}",state="up"}} 1"#);
+    assert!(text.contains(&line), "{text}");
+}
+
+/// `/admin/keys` once `done` holds for it, polled every 20 ms for up to 5 s.
+async fn poll_until(proxy: &Proxy, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let admin = admin_keys(proxy).await;
+        if done(&admin) {
+            return admin;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached: {admin}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

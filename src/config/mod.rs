@@ -194,9 +194,10 @@ impl Config {
                     default_cooldown: Duration::from_secs_f64(cli.default_cooldown),
                     max_cooldown: Duration::from_secs_f64(cli.max_cooldown),
                     breaker_cooldown: Duration::from_secs_f64(cli.breaker_cooldown),
-                    hosts: HostPolicy::starting_at(Duration::from_secs_f64(
-                        cli.host_breaker_cooldown,
-                    )),
+                    hosts: HostPolicy::new(
+                        Duration::from_secs_f64(cli.host_breaker_cooldown),
+                        Duration::from_secs_f64(cli.connect_timeout),
+                    ),
                     ..HealthPolicy::default()
                 },
                 max_body_bytes: cli.max_body,

@@ -64,7 +64,11 @@ pub async fn reset(
     match state.keys.all_keys().iter().find(|k| k.label == label) {
         Some(key) => {
             key.health.reset();
-            tracing::info!(key = %key.label, "key reset to healthy by an operator");
+            // An operator vouching for the key vouches for the host it goes to.
+            if let Some(host) = &key.host {
+                host.reset();
+            }
+            tracing::info!(key = %key.label, "key (and its upstream host) reset to healthy by an operator");
             axum::Json(key_json(key, state.keys.now_ms())).into_response()
         }
         None => admin_error(

@@ -194,10 +194,14 @@ pub async fn serve<S>(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                    else {
-                        return;
+                    let handshake =
+                        tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => stream,
+                            _ => return,
+                        },
+                        _ = stop.changed() => return,
                     };
                     let protocol = match stream.get_ref().1.alpn_protocol() {
                         Some(b"h2") => Protocol::Http2,

@@ -53,12 +53,16 @@ impl UpstreamClient {
     }
 
     /// Sends a request and waits for the response head, within the first-byte timeout.
+    /// `connected` runs once a connection to the upstream is open (new or pooled): what a
+    /// host's breaker needs to know, well before a slow answer's head.
     pub async fn send(
         &self,
         req: UpstreamRequest,
+        connected: impl FnOnce(),
     ) -> Result<http::Response<UpstreamBody>, SendError> {
         let exchange = async {
             let lease = self.pool.checkout(req.uri()).await?;
+            connected();
             if !lease.reused() {
                 return lease.send(req).await;
             }
@@ -79,8 +83,12 @@ impl UpstreamClient {
             Ok(Err(e)) => e,
         };
         if let Some(resource) = error.exhausted() {
-            let shed = self.pool.shed_idle();
-            tracing::debug!(shed, "idle upstream connections closed to free descriptors");
+            // Out of descriptors, idle connections to other hosts are better closed. Not for
+            // ports: a closed connection keeps its port in TIME_WAIT for a minute.
+            if resource == Resource::OpenFiles {
+                let shed = self.pool.shed_idle();
+                tracing::debug!(shed, "idle upstream connections closed to free descriptors");
+            }
             return Err(SendError::Exhausted(resource));
         }
         let detail = error_chain(&error);

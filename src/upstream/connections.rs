@@ -160,10 +160,17 @@ impl Pool {
             Some(s) if *s == Scheme::HTTP => false,
             _ => return Err(ConnectError::Uri("scheme must be http or https")),
         };
-        let authority = uri
+        let mut authority = uri
             .authority()
             .cloned()
             .ok_or(ConnectError::Uri("no host"))?;
+        // User info in a base URL is not a credential keyrelay sends: it must not reach the
+        // `Host` header or a log line.
+        if let Some((_, host)) = authority.as_str().rsplit_once('@') {
+            authority = host
+                .parse()
+                .map_err(|_| ConnectError::Uri("invalid host"))?;
+        }
         Ok(Origin { tls, authority })
     }
 
@@ -236,7 +243,7 @@ impl Pool {
         // `[::1]` in a URL is `::1` to the resolver.
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let connected = async {
-            let tcp = TcpStream::connect((bare, port)).await?;
+            let tcp = connect_any(bare, port).await?;
             tcp.set_nodelay(true)?;
             // A stream can be quiet for minutes (a slow model): keep NATs and load balancers
             // from forgetting the connection, and notice a peer that vanished.
@@ -267,6 +274,25 @@ impl Pool {
         }
         result
     }
+}
+
+/// A TCP connection to the first of `host`'s addresses that takes one. When none does, the
+/// error is an upstream's (refused, unreachable) if any address gave one: a name with an
+/// IPv6 address on a host without IPv6 fails that address with `EADDRNOTAVAIL`, which alone
+/// would read as this host running out of local ports.
+async fn connect_any(host: &str, port: u16) -> std::io::Result<TcpStream> {
+    let mut local: Option<std::io::Error> = None;
+    let mut upstream: Option<std::io::Error> = None;
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        match TcpStream::connect(addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(e) if Resource::of(&e).is_some() => local = Some(e),
+            Err(e) => upstream = Some(e),
+        }
+    }
+    Err(upstream.or(local).unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the name has no address")
+    }))
 }
 
 /// Whether an idle connection has not been closed by the upstream meanwhile: polled once,
@@ -393,5 +419,25 @@ impl Body for UpstreamBody {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_info_never_reaches_the_origin() {
+        let uri: http::Uri = "https://user:secret@api.example.com:8443/v1/chat/completions"
+            .parse()
+            .expect("uri");
+        let origin = Pool::origin(&uri).expect("origin");
+        assert_eq!(origin.authority.as_str(), "api.example.com:8443");
+        assert!(origin.tls);
+        let plain: http::Uri = "http://127.0.0.1:9000/v1".parse().expect("uri");
+        assert_eq!(
+            Pool::origin(&plain).expect("origin").authority.as_str(),
+            "127.0.0.1:9000"
+        );
     }
 }

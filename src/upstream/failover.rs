@@ -149,7 +149,10 @@ impl Failover<'_> {
                 done: false,
             };
             let started = Instant::now();
-            let result = self.client.send(request).await;
+            let result = self
+                .client
+                .send(request, || self.keys.host_reached(key))
+                .await;
             guard.done = true;
             let (outcome, status) = match &result {
                 Ok(resp) => (

@@ -13,7 +13,7 @@ export PATH=$HOME/.cargo/bin:$PATH
 DIR=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$DIR"' EXIT
 ulimit -n 65536 2>/dev/null || true
-target/release/keyrelay-mock --port 0 --chunk-delay-ms 50 > "$DIR/mock.out" 2>&1 &
+"$BIN/keyrelay-mock" --port 0 --chunk-delay-ms 50 > "$DIR/mock.out" 2>&1 &
 sleep 0.5
 MURL=$(grep -o 'http://127.0.0.1:[0-9]*/v1' "$DIR/mock.out" | head -1)
 key() { echo "{\"api_key\":\"$1\",\"model\":\"m\",\"provider\":\"openai\",\"base_url\":\"$MURL\",\"name\":\"$1\"}"; }
