@@ -41,8 +41,8 @@ pub struct Cli {
     #[arg(long, env = "KEYRELAY_MAX_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrency: Option<u32>,
 
-    /// Seconds a client may take to send a request's headers, and an idle keep-alive
-    /// connection may stay open.
+    /// Seconds a new connection may stay silent, a client may take to send a request's
+    /// headers, and an idle keep-alive connection may stay open.
     #[arg(long, env = "KEYRELAY_HEADER_READ_TIMEOUT", default_value_t = 30.0, value_parser = positive_seconds)]
     pub header_read_timeout: f64,
 

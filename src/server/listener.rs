@@ -1,5 +1,7 @@
-//! The accept loop: HTTP/1.1 and HTTP/2 (optionally over TLS) on one listener, with a
-//! header-read timeout, and a graceful stop that lets open requests finish.
+//! The accept loop: HTTP/1.1 and HTTP/2 (optionally over TLS) on one listener, each
+//! connection served by the protocol its first bytes (or TLS's ALPN) announce, with a
+//! header-read timeout that also bounds a new connection's silence, and a graceful stop that
+//! lets open requests finish.
 
 use std::future::Future;
 use std::sync::Arc;
