@@ -7,10 +7,11 @@
 //! also flood the log.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::health::{Clock, duration_ms};
 use crate::metrics::{Metrics, ResourceLabels};
 
 /// What ran out.
@@ -107,11 +108,11 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// upstream client.
 pub struct Exhaustion {
     counters: [Counter; 4],
-    /// When each resource was last logged, in ms since `base` (0: never).
+    /// When each resource was last logged, on `clock` (0: never).
     logged_at_ms: [AtomicU64; 4],
     /// Occurrences since the last line for each resource.
     unlogged: [AtomicU64; 4],
-    base: Instant,
+    clock: Clock,
 }
 
 impl Exhaustion {
@@ -126,14 +127,13 @@ impl Exhaustion {
             }),
             logged_at_ms: Default::default(),
             unlogged: Default::default(),
-            base: Instant::now(),
+            clock: Clock::default(),
         }
     }
 
     /// Counts one occurrence while doing `what` ("connecting to an upstream").
     pub fn note(&self, resource: Resource, what: &'static str) {
-        let now = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX) + 1;
-        self.note_at(resource, what, now);
+        self.note_at(resource, what, self.clock.now_ms());
     }
 
     fn note_at(&self, resource: Resource, what: &'static str, now_ms: u64) -> bool {
@@ -167,10 +167,6 @@ impl Exhaustion {
             .map(|r| (r, self.counters[r.index()].get()))
             .into_iter()
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -283,7 +283,9 @@ impl KeyHealth {
     }
 }
 
-fn duration_ms(d: Duration) -> u64 {
+/// A duration as the milliseconds of `Clock`; half of `u64::MAX` at most, so that adding
+/// it to a time cannot overflow.
+pub(crate) fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
 }
 

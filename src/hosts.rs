@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::health::duration_ms;
+
 /// When a host's breaker opens, and for how long.
 #[derive(Debug, Clone)]
 pub struct HostPolicy {
@@ -231,10 +233,6 @@ impl Host {
         self.blocked_until_ms.store(0, Relaxed);
         self.failing.store(false, Relaxed);
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
 }
 
 /// `scheme://host:port` of an upstream URL, without user info (which may hold a secret).

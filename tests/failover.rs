@@ -224,10 +224,8 @@ async fn all_keys_cooling_answers_429_with_the_soonest_retry_after() {
         &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
-    assert_eq!(resp.status(), 429);
     assert!(resp.headers().contains_key("retry-after"));
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["type"], "error");
+    let body = expect_anthropic_error(resp, 429).await;
     assert_eq!(body["error"]["type"], "rate_limit_error");
     assert_eq!(
         mock.hits().values().sum::<u64>(),

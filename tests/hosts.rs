@@ -261,10 +261,8 @@ async fn every_key_on_one_unreachable_host_gets_one_more_try_then_the_breaker_an
         &json!({"model": "m", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
-    assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["type"], "error");
+    let body = expect_anthropic_error(resp, 503).await;
     assert_eq!(body["error"]["type"], "overloaded_error");
 
     let admin = admin_keys(&proxy).await;

@@ -126,10 +126,7 @@ async fn no_secret_appears_in_logs_or_responses_at_trace_level() {
         answers.push('\n');
     }
 
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();

@@ -36,6 +36,15 @@ fn spawn_keyrelay(keys: &serde_json::Value, args: &[&str]) -> (Child, String) {
     (child, url)
 }
 
+/// SIGTERM, then the time until keyrelay exited with status 0.
+fn stop(child: &mut Child) -> Duration {
+    let started = Instant::now();
+    sigterm(child);
+    let status = wait_for_exit(child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    started.elapsed()
+}
+
 fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + within;
     loop {
@@ -68,11 +77,7 @@ async fn sigterm_lets_an_open_stream_finish_then_exits_zero() {
     let mut stream = resp.bytes_stream();
     let mut text = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
 
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    sigterm(&child);
     while let Some(chunk) = stream.next().await {
         text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
     }
@@ -110,18 +115,8 @@ async fn shutdown_timeout_bounds_the_wait_for_open_streams() {
         .unwrap();
     let mut stream = resp.bytes_stream();
     stream.next().await.unwrap().unwrap();
-    let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for_exit(&mut child, Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = stop(&mut child);
+    assert!(took < Duration::from_secs(5), "{took:?}");
 }
 
 #[tokio::test]
@@ -163,16 +158,6 @@ async fn sigterm_does_not_wait_for_a_connection_that_never_spoke() {
     let _silent = std::net::TcpStream::connect(addr).unwrap();
     // Accepted and waiting for its first bytes.
     std::thread::sleep(Duration::from_millis(100));
-    let started = Instant::now();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_for_exit(&mut child, Duration::from_secs(10));
-    assert_eq!(status.code(), Some(0));
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    let took = stop(&mut child);
+    assert!(took < Duration::from_secs(3), "{took:?}");
 }

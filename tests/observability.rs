@@ -313,10 +313,7 @@ async fn the_json_request_line_has_every_field() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     resp.text().await.unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    sigterm(&child);
     let mut logs = String::new();
     child
         .stderr

@@ -73,9 +73,7 @@ async fn missing_or_wrong_tokens_get_401_in_the_endpoints_format() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 401);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["type"], "error");
+    let body = expect_anthropic_error(resp, 401).await;
     assert_eq!(body["error"]["type"], "authentication_error");
 
     let models = http.get(proxy.url("/v1/models")).send().await.unwrap();

@@ -157,6 +157,30 @@ pub async fn recording_mock() -> MockUpstream {
     .unwrap()
 }
 
+/// Asserts Anthropic's error envelope (`{"type": "error", "error": {"type", "message"}}`)
+/// with `status`, and returns it.
+pub async fn expect_anthropic_error(resp: reqwest::Response, status: u16) -> Value {
+    assert_eq!(resp.status().as_u16(), status);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["type"], "error", "{body}");
+    assert!(body["error"]["type"].as_str().is_some(), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    body
+}
+
+/// Sends SIGTERM to a keyrelay started as a process.
+pub fn sigterm(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
 /// Asserts an OpenAI error envelope with all four keys and returns it.
 pub async fn expect_error(resp: reqwest::Response, status: u16) -> Value {
     assert_eq!(resp.status().as_u16(), status);
