@@ -132,8 +132,7 @@ impl Host {
 
     /// Whether the host is up, or open, or half-open with no probe under way.
     pub fn available(&self, now_ms: u64) -> bool {
-        let until = self.blocked_until_ms.load(Relaxed);
-        until == 0 || until <= now_ms
+        self.blocked_until(now_ms).is_none()
     }
 
     /// Whether a request may go to this host now. A half-open host lets one caller through
